@@ -1,0 +1,99 @@
+"""Node configuration (TOML). Every option is documented in README.md; unknown keys are errors."""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trust.errors import ConfigError
+from trust.manifest import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
+
+MAX_CONFIG_BYTES = 256 * 1024
+
+DEFAULT_CONFIG = """\
+# vouchnet configuration. Every option is documented in README.md ("Configuration").
+
+[node]
+# Multiaddrs to listen on. Port 0 picks a free port.
+listen = ["/ip4/127.0.0.1/tcp/0"]
+# Peers to dial at start-up: full multiaddrs ending in /p2p/<peer ID>.
+bootstrap = []
+# Local-network discovery (mDNS). Off by default: it announces you to the LAN.
+mdns = false
+
+[content]
+# Chunk size in bytes for content this node shares: a power of two, 16 KiB to 4 MiB.
+chunk_size = 262144
+
+[metrics]
+# Prometheus /metrics endpoint, bound to 127.0.0.1 only.
+enabled = false
+port = 9464
+"""
+
+
+@dataclass
+class Config:
+    listen: list[str] = field(default_factory=lambda: ["/ip4/127.0.0.1/tcp/0"])
+    bootstrap: list[str] = field(default_factory=list)
+    mdns: bool = False
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    metrics_enabled: bool = False
+    metrics_port: int = 9464
+
+
+_SCHEMA: dict[str, dict[str, tuple[type, str]]] = {
+    "node": {"listen": (list, "listen"), "bootstrap": (list, "bootstrap"), "mdns": (bool, "mdns")},
+    "content": {"chunk_size": (int, "chunk_size")},
+    "metrics": {"enabled": (bool, "metrics_enabled"), "port": (int, "metrics_port")},
+}
+
+
+def parse_config(text: str, source: str = "config") -> Config:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    cfg = Config()
+    for section, value in doc.items():
+        if section not in _SCHEMA:
+            raise ConfigError(f"{source}: unknown section [{section}] (known: {', '.join(_SCHEMA)})")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: [{section}] must be a table")
+        for key, item in value.items():
+            if key not in _SCHEMA[section]:
+                raise ConfigError(f"{source}: unknown key {section}.{key} (known: {', '.join(_SCHEMA[section])})")
+            typ, attr = _SCHEMA[section][key]
+            if not isinstance(item, typ) or (typ is int and isinstance(item, bool)):
+                raise ConfigError(f"{source}: {section}.{key} must be a {typ.__name__}, got {type(item).__name__}")
+            if typ is list and not all(isinstance(x, str) for x in item):
+                raise ConfigError(f"{source}: {section}.{key} must be a list of strings")
+            setattr(cfg, attr, item)
+    _check(cfg, source)
+    return cfg
+
+
+def _check(cfg: Config, source: str) -> None:
+    c = cfg.chunk_size
+    if not (MIN_CHUNK_SIZE <= c <= MAX_CHUNK_SIZE) or c & (c - 1):
+        raise ConfigError(f"{source}: content.chunk_size must be a power of two from {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE}")
+    if not 1 <= cfg.metrics_port <= 65535:
+        raise ConfigError(f"{source}: metrics.port must be 1-65535")
+    if len(cfg.listen) > 16 or len(cfg.bootstrap) > 64:
+        raise ConfigError(f"{source}: at most 16 listen and 64 bootstrap addresses")
+
+
+def load_config(path: Path) -> Config:
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        return Config()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8") from None
+    return parse_config(text, str(path))

@@ -1,0 +1,412 @@
+"""The verified content store: SQLite metadata plus one data file per content.
+
+Nothing unverified is written: a chunk is checked against the signed root (inclusion proof)
+before its bytes touch the disk. Partial content lives in ``partial/<cid>.part``; a chunk is
+recorded as present only after its bytes are fsync'd, so a crash loses at most unrecorded
+chunks, which are fetched again. A finished file is fsync'd and atomically renamed into
+``data/``: a partial or corrupt file never appears under a final name.
+"""
+from __future__ import annotations
+
+import hmac
+import os
+import sqlite3
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from trust import merkle
+from trust.atomic import atomic_file, fsync_dir
+from trust.errors import StoreError
+from trust.manifest import DEFAULT_CHUNK_SIZE, MAX_CONTENT_SIZE, Manifest, open_manifest, parse_cid, sign_manifest
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS contents (
+    cid TEXT PRIMARY KEY,          -- content ID (multibase SHA-256 of the signed manifest)
+    manifest BLOB NOT NULL,        -- the signed manifest envelope, as received
+    publisher TEXT NOT NULL,
+    name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    chunk_count INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('partial', 'complete')),
+    leaves BLOB,                   -- chunk leaf hashes, 32 bytes each, once complete
+    added INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (   -- durably written chunks of partial content
+    cid TEXT NOT NULL REFERENCES contents(cid) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    leaf BLOB NOT NULL,
+    PRIMARY KEY (cid, idx)
+) WITHOUT ROWID;
+"""
+
+_FLUSH_EVERY = 64  # chunks buffered between fsync + commit; bounds what a crash can lose
+
+
+@dataclass(frozen=True)
+class StoredContent:
+    cid: str
+    manifest: Manifest
+    signed_manifest: bytes
+    complete: bool
+    chunks_present: int
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    cid: str
+    ok: bool
+    chunks: int
+    bad_chunks: list[int]
+    reason: str
+
+
+def connect_db(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, timeout=10, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA foreign_keys=ON")
+    return db
+
+
+class ContentStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.data_dir = self.root / "data"
+        self.partial_dir = self.root / "partial"
+        for d in (self.root, self.data_dir, self.partial_dir):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.db = connect_db(self.root / "store.db")
+        self.db.executescript(SCHEMA)
+        self._trees: OrderedDict[str, merkle.MerkleTree] = OrderedDict()
+        self._pending: dict[str, list[tuple[int, bytes]]] = {}
+        self._part_fds: dict[str, int] = {}
+        self._recover()
+
+    def close(self) -> None:
+        for cid in list(self._pending):
+            self.flush(cid)
+        for fd in self._part_fds.values():
+            os.close(fd)
+        self._part_fds.clear()
+        self.db.close()
+
+    # -- lookups -------------------------------------------------------------------------------
+
+    def _row(self, cid: str) -> sqlite3.Row | tuple | None:
+        return self.db.execute(
+            "SELECT manifest, state, (SELECT count(*) FROM chunks WHERE chunks.cid = contents.cid) "
+            "FROM contents WHERE cid = ?", (cid,)).fetchone()
+
+    def get(self, cid: str) -> StoredContent | None:
+        parse_cid(cid)
+        row = self._row(cid)
+        if row is None:
+            return None
+        signed, state, present = row
+        _, manifest = open_manifest(signed, cid)
+        complete = state == "complete"
+        return StoredContent(cid, manifest, signed, complete, manifest.chunk_count if complete else present)
+
+    def require(self, cid: str) -> StoredContent:
+        item = self.get(cid)
+        if item is None:
+            raise StoreError(f"content {cid} is not in this store")
+        return item
+
+    def list(self) -> list[StoredContent]:
+        cids = [r[0] for r in self.db.execute("SELECT cid FROM contents ORDER BY added, cid")]
+        return [c for c in (self.get(cid) for cid in cids) if c is not None]
+
+    def data_path(self, cid: str) -> Path:
+        return self.data_dir / f"{cid}.data"
+
+    def _part_path(self, cid: str) -> Path:
+        return self.partial_dir / f"{cid}.part"
+
+    # -- publishing ----------------------------------------------------------------------------
+
+    def add_file(self, path: Path, identity, *, name: str | None = None,
+                 media_type: str = "application/octet-stream", chunk_size: int = DEFAULT_CHUNK_SIZE,
+                 progress: Callable[[int], None] | None = None) -> StoredContent:
+        """Chunk, hash and sign ``path`` in one streaming pass; store it under its new CID."""
+        path = Path(path)
+        try:
+            src = open(path, "rb")
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc.strerror}") from None
+        with src:
+            st = os.fstat(src.fileno())
+            if not (st.st_mode & 0o170000 == 0o100000):
+                raise StoreError(f"{path} is not a regular file")
+            if st.st_size > MAX_CONTENT_SIZE:
+                raise StoreError(f"{path} is larger than the {MAX_CONTENT_SIZE} byte limit")
+            tmp = self.partial_dir / f".share-{os.getpid()}-{time.monotonic_ns()}.tmp"
+            leaves: list[bytes] = []
+            size = 0
+            buf = bytearray(chunk_size)
+            try:
+                with open(tmp, "xb") as out:
+                    os.chmod(tmp, 0o600)
+                    while True:
+                        n = src.readinto(buf)
+                        if not n:
+                            break
+                        view = memoryview(buf)[:n]
+                        if n < chunk_size:  # short read mid-file: top the chunk up
+                            while n < chunk_size:
+                                more = src.read(chunk_size - n)
+                                if not more:
+                                    break
+                                buf[n:n + len(more)] = more
+                                n += len(more)
+                            view = memoryview(buf)[:n]
+                        leaves.append(merkle.leaf_hash(view))
+                        out.write(view)
+                        size += n
+                        if progress:
+                            progress(size)
+                    out.flush()
+                    os.fsync(out.fileno())
+                cid, signed, manifest = sign_manifest(identity, merkle.root(leaves), size,
+                                                      name or path.name, media_type, chunk_size)
+                final = self.data_path(cid)
+                os.replace(tmp, final)
+                fsync_dir(self.data_dir)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(
+                "INSERT INTO contents (cid, manifest, publisher, name, size, chunk_count, state, leaves, added) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'complete', ?, ?)",
+                (cid, signed, manifest.publisher, manifest.name, manifest.size, manifest.chunk_count,
+                 b"".join(leaves), int(time.time())))
+        return StoredContent(cid, manifest, signed, True, manifest.chunk_count)
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    def begin(self, cid: str, signed_manifest: bytes) -> StoredContent:
+        """Accept a manifest for ``cid`` (checked against the CID and its signature) to fetch into."""
+        parse_cid(cid)
+        _, manifest = open_manifest(signed_manifest, cid)
+        existing = self.get(cid)
+        if existing is not None:
+            return existing
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(
+                "INSERT OR IGNORE INTO contents (cid, manifest, publisher, name, size, chunk_count, state, added) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'partial', ?)",
+                (cid, signed_manifest, manifest.publisher, manifest.name, manifest.size,
+                 manifest.chunk_count, int(time.time())))
+        if manifest.chunk_count == 0:
+            self.finish(cid)
+        return self.require(cid)
+
+    def missing_chunks(self, cid: str) -> list[int]:
+        item = self.require(cid)
+        if item.complete:
+            return []
+        have = {r[0] for r in self.db.execute("SELECT idx FROM chunks WHERE cid = ?", (cid,))}
+        have.update(i for i, _ in self._pending.get(cid, ()))
+        return [i for i in range(item.manifest.chunk_count) if i not in have]
+
+    def put_chunk(self, cid: str, index: int, data: bytes, proof: Sequence[bytes]) -> bytes:
+        """Verify ``data`` as chunk ``index`` against the signed root, then write it.
+
+        Raises StoreError (wrong length, unknown content) or ProofError (bad proof) before any
+        byte is written. Returns the chunk's leaf hash.
+        """
+        item = self.require(cid)
+        m = item.manifest
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < m.chunk_count:
+            raise StoreError(f"chunk index {index!r} out of range for {cid} ({m.chunk_count} chunks)")
+        want = m.chunk_length(index)
+        if len(data) != want:
+            raise StoreError(f"chunk {index} of {cid} is {len(data)} bytes, expected {want}")
+        leaf = merkle.leaf_hash(data)
+        merkle.verify_inclusion(leaf, index, m.chunk_count, proof, m.root)
+        if item.complete:
+            return leaf
+        fd = self._part_fd(cid)
+        view = memoryview(data)
+        offset = index * m.chunk_size
+        while view:
+            n = os.pwrite(fd, view, offset)
+            view, offset = view[n:], offset + n
+        pending = self._pending.setdefault(cid, [])
+        pending.append((index, leaf))
+        if len(pending) >= _FLUSH_EVERY:
+            self.flush(cid)
+        return leaf
+
+    def _part_fd(self, cid: str) -> int:
+        fd = self._part_fds.get(cid)
+        if fd is None:
+            fd = os.open(self._part_path(cid), os.O_RDWR | os.O_CREAT, 0o600)
+            self._part_fds[cid] = fd
+        return fd
+
+    def flush(self, cid: str) -> None:
+        """Make written chunks durable, then record them (data first, so records never lie)."""
+        pending = self._pending.pop(cid, [])
+        if not pending:
+            return
+        os.fsync(self._part_fds[cid])
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT OR IGNORE INTO chunks (cid, idx, leaf) VALUES (?, ?, ?)",
+                                [(cid, i, leaf) for i, leaf in pending])
+
+    def finish(self, cid: str) -> StoredContent:
+        """Seal complete content: check every chunk is present, rename into place, mark complete."""
+        item = self.require(cid)
+        if item.complete:
+            return item
+        self.flush(cid)
+        m = item.manifest
+        rows = self.db.execute("SELECT idx, leaf FROM chunks WHERE cid = ? ORDER BY idx", (cid,)).fetchall()
+        if len(rows) != m.chunk_count:
+            raise StoreError(f"content {cid} is incomplete: {len(rows)} of {m.chunk_count} chunks present")
+        leaves = [leaf for _, leaf in rows]
+        if not hmac.compare_digest(merkle.root(leaves), m.root):
+            raise StoreError(f"content {cid}: stored chunks do not reproduce the signed root")
+        part = self._part_path(cid)
+        fd = self._part_fds.pop(cid, None)
+        if fd is None:
+            fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            os.ftruncate(fd, m.size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(part, self.data_path(cid))
+        fsync_dir(self.data_dir)
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("UPDATE contents SET state = 'complete', leaves = ? WHERE cid = ?", (b"".join(leaves), cid))
+            self.db.execute("DELETE FROM chunks WHERE cid = ?", (cid,))
+        return self.require(cid)
+
+    def _recover(self) -> None:
+        """Finish what a crash interrupted between renaming a finished file and recording it."""
+        for (cid,) in self.db.execute("SELECT cid FROM contents WHERE state = 'partial'").fetchall():
+            if self.data_path(cid).exists() and not self._part_path(cid).exists():
+                report = self._verify_file(self.require(cid).manifest, self.data_path(cid), cid)
+                if report.ok:
+                    leaves = list(self._hash_file(self.data_path(cid), self.require(cid).manifest))
+                    with self.db:
+                        self.db.execute("BEGIN IMMEDIATE")
+                        self.db.execute("UPDATE contents SET state='complete', leaves=? WHERE cid=?", (b"".join(leaves), cid))
+                        self.db.execute("DELETE FROM chunks WHERE cid = ?", (cid,))
+
+    # -- serving -------------------------------------------------------------------------------
+
+    def _leaves(self, cid: str) -> list[bytes]:
+        row = self.db.execute("SELECT leaves FROM contents WHERE cid = ? AND state = 'complete'", (cid,)).fetchone()
+        if row is None:
+            raise StoreError(f"content {cid} is not complete in this store")
+        return _split_leaves(row[0])
+
+    def tree(self, cid: str) -> merkle.MerkleTree:
+        tree = self._trees.get(cid)
+        if tree is None:
+            tree = merkle.MerkleTree(self._leaves(cid))
+            self._trees[cid] = tree
+            while len(self._trees) > 32:
+                self._trees.popitem(last=False)
+        else:
+            self._trees.move_to_end(cid)
+        return tree
+
+    def read_chunk(self, cid: str, index: int) -> tuple[bytes, list[bytes]]:
+        """A chunk of complete content and its inclusion proof."""
+        item = self.require(cid)
+        if not item.complete:
+            raise StoreError(f"content {cid} is not complete; only complete content is served")
+        m = item.manifest
+        length = m.chunk_length(index)
+        with open(self.data_path(cid), "rb") as f:
+            data = os.pread(f.fileno(), length, index * m.chunk_size)
+        if len(data) != length:
+            raise StoreError(f"data file of {cid} is truncated at chunk {index}")
+        return data, self.tree(cid).inclusion_proof(index)
+
+    # -- checking and export -------------------------------------------------------------------
+
+    def _hash_file(self, path: Path, m: Manifest) -> Iterator[bytes]:
+        with open(path, "rb") as f:
+            buf = bytearray(m.chunk_size)
+            for i in range(m.chunk_count):
+                n = f.readinto(buf)
+                yield merkle.leaf_hash(memoryview(buf)[:n])
+
+    def _verify_file(self, m: Manifest, path: Path, cid: str) -> VerifyReport:
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return VerifyReport(cid, False, m.chunk_count, [], f"data file {path} is missing")
+        if size != m.size:
+            return VerifyReport(cid, False, m.chunk_count, [], f"size is {size} bytes, manifest says {m.size}")
+        leaves = list(self._hash_file(path, m))
+        if hmac.compare_digest(merkle.root(leaves), m.root):
+            return VerifyReport(cid, True, m.chunk_count, [], "all chunks match the signed root")
+        bad: list[int] = []
+        stored = self.db.execute("SELECT leaves FROM contents WHERE cid = ?", (cid,)).fetchone()
+        good = _split_leaves(stored[0]) if stored and stored[0] else []
+        if good and merkle.root(good) == m.root:  # name the damaged chunks when we can
+            bad = [i for i, leaf in enumerate(leaves) if leaf != good[i]]
+        return VerifyReport(cid, False, m.chunk_count, bad, "content does not match the signed root")
+
+    def verify(self, cid: str) -> VerifyReport:
+        """Re-check stored content against its signed manifest (signature, CID, every chunk)."""
+        item = self.require(cid)  # opening it re-checks the CID binding and signature
+        if not item.complete:
+            return VerifyReport(cid, False, item.manifest.chunk_count, [],
+                                f"incomplete: {item.chunks_present} of {item.manifest.chunk_count} chunks present")
+        return self._verify_file(item.manifest, self.data_path(cid), cid)
+
+    def verify_external(self, path: Path, cid: str) -> VerifyReport:
+        """Check a file anywhere on disk against the signed manifest of ``cid``."""
+        m = self.require(cid).manifest
+        return self._verify_file(m, Path(path), cid)
+
+    def find_by_file(self, path: Path) -> list[str]:
+        """CIDs in this store whose signed root matches the file at ``path``."""
+        size = Path(path).stat().st_size
+        matches = []
+        for item in self.list():
+            m = item.manifest
+            if m.size == size and self._verify_file(m, Path(path), item.cid).ok:
+                matches.append(item.cid)
+        return matches
+
+    def export(self, cid: str, out: Path, *, overwrite: bool = False) -> None:
+        """Write complete content to ``out`` re-verifying every chunk; atomic, never partial."""
+        item = self.require(cid)
+        if not item.complete:
+            raise StoreError(f"content {cid} is incomplete; fetch it first")
+        out = Path(out)
+        if out.exists() and not overwrite:
+            raise StoreError(f"{out} already exists (pass --force to replace it)")
+        m = item.manifest
+        leaves = self._leaves(cid)
+        try:
+            with open(self.data_path(cid), "rb") as src, atomic_file(out, 0o644, overwrite=overwrite) as dst:
+                buf = bytearray(m.chunk_size)
+                for i in range(m.chunk_count):
+                    n = src.readinto(buf)
+                    view = memoryview(buf)[:n]
+                    if n != m.chunk_length(i) or merkle.leaf_hash(view) != leaves[i]:
+                        raise StoreError(f"stored chunk {i} of {cid} is damaged; run 'vouchnet verify {cid}'")
+                    dst.write(view)
+        except FileExistsError:
+            raise StoreError(f"{out} already exists (pass --force to replace it)") from None
+
+
+def _split_leaves(blob: bytes) -> list[bytes]:
+    return [blob[i:i + 32] for i in range(0, len(blob), 32)]

@@ -1,0 +1,141 @@
+"""The identity key file: 0600, optionally sealed with a passphrase (Argon2id + SecretBox).
+
+Loading refuses a file that group or others can access (as ssh does), bounds every field, and
+checks the stored peer ID against the key so a damaged file is caught, not silently used.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+from pathlib import Path
+
+import nacl.exceptions
+import nacl.pwhash
+import nacl.secret
+import nacl.utils
+
+from trust.atomic import atomic_write
+from trust.errors import KeyFileError
+from trust.identity import Identity
+
+FORMAT = "vouchnet-key"
+MAX_KEYFILE = 4096
+MAX_PASSPHRASE = 1024
+# Moderate cost (~0.5 s here): a key file is unlocked once per command, not per request.
+OPSLIMIT = nacl.pwhash.argon2id.OPSLIMIT_MODERATE
+MEMLIMIT = nacl.pwhash.argon2id.MEMLIMIT_MODERATE
+# A hostile file must not make us allocate or spin without bound.
+_MAX_OPS = nacl.pwhash.argon2id.OPSLIMIT_SENSITIVE
+_MAX_MEM = nacl.pwhash.argon2id.MEMLIMIT_SENSITIVE
+
+
+def _b64(b: bytes) -> str:
+    return base64.b64encode(b).decode("ascii")
+
+
+def _unb64(s: object, what: str, size: int | None = None) -> bytes:
+    if not isinstance(s, str) or len(s) > 1024:
+        raise KeyFileError(f"key file field {what!r} is missing or not a string")
+    try:
+        raw = base64.b64decode(s, validate=True)
+    except ValueError:
+        raise KeyFileError(f"key file field {what!r} is not valid base64") from None
+    if size is not None and len(raw) != size:
+        raise KeyFileError(f"key file field {what!r} has the wrong length")
+    return raw
+
+
+def read_passphrase_file(path: Path) -> bytes:
+    try:
+        data = Path(path).read_bytes()[: MAX_PASSPHRASE + 2]
+    except OSError as exc:
+        raise KeyFileError(f"cannot read passphrase file {path}: {exc.strerror}") from None
+    data = data.rstrip(b"\r\n")
+    if not data:
+        raise KeyFileError(f"passphrase file {path} is empty")
+    if len(data) > MAX_PASSPHRASE:
+        raise KeyFileError(f"passphrase in {path} is longer than {MAX_PASSPHRASE} bytes")
+    return data
+
+
+def save_identity(path: Path, identity: Identity, passphrase: bytes | None = None, *, overwrite: bool = False) -> None:
+    doc: dict[str, object] = {"format": FORMAT, "version": 1, "type": "ed25519", "peer_id": identity.peer_id}
+    if passphrase is None:
+        doc["protection"] = "none"
+        doc["seed"] = _b64(identity.seed)
+    else:
+        salt = nacl.utils.random(nacl.pwhash.argon2id.SALTBYTES)
+        key = nacl.pwhash.argon2id.kdf(nacl.secret.SecretBox.KEY_SIZE, passphrase, salt,
+                                       opslimit=OPSLIMIT, memlimit=MEMLIMIT)
+        doc.update(protection="argon2id-secretbox", salt=_b64(salt), opslimit=OPSLIMIT,
+                   memlimit=MEMLIMIT, ciphertext=_b64(nacl.secret.SecretBox(key).encrypt(identity.seed)))
+    data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+    try:
+        atomic_write(Path(path), data, mode=0o600, overwrite=overwrite)
+    except FileExistsError:
+        raise KeyFileError(f"{path} already exists; use --force to replace the identity") from None
+
+
+def check_permissions(path: Path) -> None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise KeyFileError(f"no identity at {path}; run 'vouchnet init' first") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise KeyFileError(f"{path} is not a regular file")
+    if st.st_mode & 0o077:
+        raise KeyFileError(
+            f"permissions {stat.S_IMODE(st.st_mode):04o} for {path} are too open: the key file must not be "
+            f"accessible by group or others. Fix it with: chmod 600 {path}"
+        )
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise KeyFileError(f"{path} is owned by another user (uid {st.st_uid}); refusing to use it")
+
+
+def is_protected(path: Path) -> bool:
+    return _read_doc(path).get("protection") != "none"
+
+
+def _read_doc(path: Path) -> dict:
+    check_permissions(path)
+    with open(path, "rb") as f:
+        raw = f.read(MAX_KEYFILE + 1)
+    if len(raw) > MAX_KEYFILE:
+        raise KeyFileError(f"{path} is larger than {MAX_KEYFILE} bytes; not a vouchnet key file")
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise KeyFileError(f"{path} is not a valid vouchnet key file (bad JSON)") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != 1:
+        raise KeyFileError(f"{path} is not a vouchnet key file of a known version")
+    if doc.get("type") != "ed25519":
+        raise KeyFileError(f"{path}: unsupported key type {doc.get('type')!r}")
+    return doc
+
+
+def load_identity(path: Path, passphrase: bytes | None = None) -> Identity:
+    doc = _read_doc(path)
+    protection = doc.get("protection")
+    if protection == "none":
+        seed = _unb64(doc.get("seed"), "seed", 32)
+    elif protection == "argon2id-secretbox":
+        if passphrase is None:
+            raise KeyFileError(f"{path} is passphrase-protected; pass --passphrase-file FILE")
+        ops, mem = doc.get("opslimit"), doc.get("memlimit")
+        if not (isinstance(ops, int) and isinstance(mem, int) and 1 <= ops <= _MAX_OPS and 8192 <= mem <= _MAX_MEM):
+            raise KeyFileError(f"{path}: Argon2id parameters out of the accepted range")
+        salt = _unb64(doc.get("salt"), "salt", nacl.pwhash.argon2id.SALTBYTES)
+        ct = _unb64(doc.get("ciphertext"), "ciphertext", 32 + nacl.secret.SecretBox.NONCE_SIZE + nacl.secret.SecretBox.MACBYTES)
+        key = nacl.pwhash.argon2id.kdf(nacl.secret.SecretBox.KEY_SIZE, passphrase, salt, opslimit=ops, memlimit=mem)
+        try:
+            seed = nacl.secret.SecretBox(key).decrypt(ct)
+        except nacl.exceptions.CryptoError:
+            raise KeyFileError(f"wrong passphrase for {path} (or the key file is damaged)") from None
+    else:
+        raise KeyFileError(f"{path}: unknown protection {protection!r}")
+    identity = Identity.from_seed(seed)
+    if doc.get("peer_id") != identity.peer_id:
+        raise KeyFileError(f"{path} is damaged: its key does not match the peer ID it records")
+    return identity
