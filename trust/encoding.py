@@ -8,6 +8,7 @@ fraction are fixed-point integers, so one value has exactly one encoding.
 """
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 import cbor2
@@ -119,6 +120,8 @@ def check_str(v: Any, key: str, max_bytes: int) -> str:
         raise DecodeError(f"field {key!r} must be a text string")
     if len(v.encode("utf-8")) > max_bytes:
         raise DecodeError(f"field {key!r} is longer than {max_bytes} bytes")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in v):
-        raise DecodeError(f"field {key!r} contains control characters")
+    # Control and format characters (C0, C1, bidi overrides, zero-width) can spoof what a
+    # terminal shows, so no field may carry them.
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn") for c in v):
+        raise DecodeError(f"field {key!r} contains control or invisible characters")
     return v

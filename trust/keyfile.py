@@ -49,11 +49,16 @@ def _unb64(s: object, what: str, size: int | None = None) -> bytes:
 
 def read_passphrase_file(path: Path) -> bytes:
     try:
-        data = Path(path).read_bytes()[: MAX_PASSPHRASE + 2]
+        with open(path, "rb") as f:
+            data = f.read(MAX_PASSPHRASE + 3)
     except OSError as exc:
         raise KeyFileError(f"cannot read passphrase file {path}: {exc.strerror}") from None
-    data = data.rstrip(b"\r\n")
-    if not data:
+    # Only the one line ending an editor adds is not part of the passphrase.
+    for ending in (b"\r\n", b"\n"):
+        if data.endswith(ending):
+            data = data[: -len(ending)]
+            break
+    if not data.strip(b"\r\n"):
         raise KeyFileError(f"passphrase file {path} is empty")
     if len(data) > MAX_PASSPHRASE:
         raise KeyFileError(f"passphrase in {path} is longer than {MAX_PASSPHRASE} bytes")
@@ -106,9 +111,10 @@ def _read_doc(path: Path) -> dict:
         raise KeyFileError(f"{path} is larger than {MAX_KEYFILE} bytes; not a vouchnet key file")
     try:
         doc = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise KeyFileError(f"{path} is not a valid vouchnet key file (bad JSON)") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != 1:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or type(doc.get("version")) is not int \
+            or doc.get("version") != 1:
         raise KeyFileError(f"{path} is not a vouchnet key file of a known version")
     if doc.get("type") != "ed25519":
         raise KeyFileError(f"{path}: unsupported key type {doc.get('type')!r}")
@@ -124,7 +130,7 @@ def load_identity(path: Path, passphrase: bytes | None = None) -> Identity:
         if passphrase is None:
             raise KeyFileError(f"{path} is passphrase-protected; pass --passphrase-file FILE")
         ops, mem = doc.get("opslimit"), doc.get("memlimit")
-        if not (isinstance(ops, int) and isinstance(mem, int) and 1 <= ops <= _MAX_OPS and 8192 <= mem <= _MAX_MEM):
+        if not (type(ops) is int and type(mem) is int and 1 <= ops <= _MAX_OPS and 8192 <= mem <= _MAX_MEM):
             raise KeyFileError(f"{path}: Argon2id parameters out of the accepted range")
         salt = _unb64(doc.get("salt"), "salt", nacl.pwhash.argon2id.SALTBYTES)
         ct = _unb64(doc.get("ciphertext"), "ciphertext", 32 + nacl.secret.SecretBox.NONCE_SIZE + nacl.secret.SecretBox.MACBYTES)

@@ -81,7 +81,7 @@ class Manifest:
         if chunk & (chunk - 1):
             raise DecodeError("manifest: chunk size must be a power of two")
         media = get_str(d, "type", 127)
-        if not _MEDIA_RE.match(media):
+        if not _MEDIA_RE.fullmatch(media):
             raise DecodeError(f"manifest: invalid media type {media!r}")
         publisher = get_str(d, "publisher", 64)
         if not is_peer_id(publisher):

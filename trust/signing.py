@@ -24,7 +24,7 @@ MAX_ENVELOPE = 1 << 20
 
 
 def signed_message(tag: str, record_version: int, payload: bytes) -> bytes:
-    if not _TAG_RE.match(tag):
+    if not _TAG_RE.fullmatch(tag):
         raise ValueError(f"invalid record tag {tag!r}")
     if not 0 <= record_version <= 255:
         raise ValueError("record version is one byte")
