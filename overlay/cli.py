@@ -61,9 +61,11 @@ class VouchnetGroup(click.Group):
               help="Home folder (default: $VOUCHNET_HOME or ~/.vouchnet).")
 @click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               envvar="VOUCHNET_PASSPHRASE_FILE", help="File holding the key passphrase.")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
+@click.option("--log-json", is_flag=True, help="Log as JSON lines.")
 @click.version_option(package_name="vouchnet")
 @click.pass_context
-def main(ctx: click.Context, home: str | None, passphrase_file: Path | None) -> None:
+def main(ctx: click.Context, home: str | None, passphrase_file: Path | None, verbose: int, log_json: bool) -> None:
     """vouchnet: signed identities, Merkle-verified content and auditable reputation for P2P networks.
 
     \b
@@ -73,6 +75,8 @@ def main(ctx: click.Context, home: str | None, passphrase_file: Path | None) -> 
       vouchnet --home ./alice share report.pdf
       vouchnet --home ./alice verify <CID>
     """
+    from overlay.logs import setup_logging
+    setup_logging(verbose, log_json)
     ctx.obj = Ctx(Home(resolve_home(home)), passphrase_file)
 
 
@@ -162,25 +166,32 @@ def share(obj: Ctx, file: Path, name: str | None, media_type: str | None, as_jso
     Example:
       vouchnet --home ./alice share report.pdf --json
     """
-    identity = obj.identity()
-    cfg = load_config(obj.home.config_file)
     media_type = media_type or mimetypes.guess_type(name or file.name)[0] or "application/octet-stream"
-    store = obj.store()
-    try:
-        with _progress(file.stat().st_size, f"sharing {file.name}") as update:
-            item = store.add_file(file, identity, name=name, media_type=media_type,
-                                  chunk_size=cfg.chunk_size, progress=update)
-    finally:
-        store.close()
-    m = item.manifest
-    if as_json:
-        emit_json({"cid": item.cid, "name": m.name, "size": m.size, "chunks": m.chunk_count,
-                   "chunk_size": m.chunk_size, "root": m.root.hex(), "media_type": m.media_type,
-                   "publisher": m.publisher})
+    from overlay import control
+    if control.node_running(obj.home.path):
+        # The running node holds the unlocked key and announces the content on the DHT.
+        info = control.call(obj.home.path, {"op": "share", "path": str(file.resolve()), "name": name,
+                                            "media_type": media_type}, timeout=3600)
     else:
-        click.echo(item.cid)
-        click.echo(f"  {m.name}: {m.size} bytes in {m.chunk_count} chunks, root {m.root.hex()[:16]}…, "
-                   f"signed by {m.publisher}", err=True)
+        identity = obj.identity()
+        cfg = load_config(obj.home.config_file)
+        store = obj.store()
+        try:
+            with _progress(file.stat().st_size, f"sharing {file.name}") as update:
+                item = store.add_file(file, identity, name=name, media_type=media_type,
+                                      chunk_size=cfg.chunk_size, progress=update)
+        finally:
+            store.close()
+        m = item.manifest
+        info = {"cid": item.cid, "name": m.name, "size": m.size, "chunks": m.chunk_count,
+                "chunk_size": m.chunk_size, "root": m.root.hex(), "media_type": m.media_type,
+                "publisher": m.publisher}
+    if as_json:
+        emit_json(info)
+    else:
+        click.echo(info["cid"])
+        click.echo(f"  {info['name']}: {info['size']} bytes in {info['chunks']} chunks, root {info['root'][:16]}…, "
+                   f"signed by {info['publisher']}", err=True)
 
 
 @main.command()
@@ -272,6 +283,8 @@ def export(obj: Ctx, cid: str, output: Path, force: bool) -> None:
         store.close()
     click.echo(f"wrote {output}")
 
+
+from overlay import cli_node  # noqa: E402,F401  (registers the node commands on `main`)
 
 if __name__ == "__main__":
     main()

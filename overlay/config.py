@@ -1,6 +1,7 @@
 """Node configuration (TOML). Every option is documented in README.md; unknown keys are errors."""
 from __future__ import annotations
 
+from typing import Any
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +21,17 @@ listen = ["/ip4/127.0.0.1/tcp/0"]
 bootstrap = []
 # Local-network discovery (mDNS). Off by default: it announces you to the LAN.
 mdns = false
+# Concurrent content streams one peer may hold open on this node.
+streams_per_peer = 4
 
 [content]
 # Chunk size in bytes for content this node shares: a power of two, 16 KiB to 4 MiB.
 chunk_size = 262144
+# Seconds a request (serving) or a single response frame (fetching) may take before the peer
+# is treated as stalled; a stalled provider's chunks are fetched from another provider.
+request_timeout = 10.0
+# Providers a fetch downloads from in parallel.
+max_providers = 4
 
 [metrics]
 # Prometheus /metrics endpoint, bound to 127.0.0.1 only.
@@ -37,14 +45,19 @@ class Config:
     listen: list[str] = field(default_factory=lambda: ["/ip4/127.0.0.1/tcp/0"])
     bootstrap: list[str] = field(default_factory=list)
     mdns: bool = False
+    streams_per_peer: int = 4
     chunk_size: int = DEFAULT_CHUNK_SIZE
+    request_timeout: float = 10.0
+    max_providers: int = 4
     metrics_enabled: bool = False
     metrics_port: int = 9464
 
 
-_SCHEMA: dict[str, dict[str, tuple[type, str]]] = {
-    "node": {"listen": (list, "listen"), "bootstrap": (list, "bootstrap"), "mdns": (bool, "mdns")},
-    "content": {"chunk_size": (int, "chunk_size")},
+_SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
+    "node": {"listen": (list, "listen"), "bootstrap": (list, "bootstrap"), "mdns": (bool, "mdns"),
+             "streams_per_peer": (int, "streams_per_peer")},
+    "content": {"chunk_size": (int, "chunk_size"), "request_timeout": ((int, float), "request_timeout"),
+                "max_providers": (int, "max_providers")},
     "metrics": {"enabled": (bool, "metrics_enabled"), "port": (int, "metrics_port")},
 }
 
@@ -64,8 +77,9 @@ def parse_config(text: str, source: str = "config") -> Config:
             if key not in _SCHEMA[section]:
                 raise ConfigError(f"{source}: unknown key {section}.{key} (known: {', '.join(_SCHEMA[section])})")
             typ, attr = _SCHEMA[section][key]
-            if not isinstance(item, typ) or (typ is int and isinstance(item, bool)):
-                raise ConfigError(f"{source}: {section}.{key} must be a {typ.__name__}, got {type(item).__name__}")
+            if not isinstance(item, typ) or (typ is not bool and isinstance(item, bool)):
+                want = " or ".join(t.__name__ for t in typ) if isinstance(typ, tuple) else typ.__name__
+                raise ConfigError(f"{source}: {section}.{key} must be a {want}, got {type(item).__name__}")
             if typ is list and not all(isinstance(x, str) for x in item):
                 raise ConfigError(f"{source}: {section}.{key} must be a list of strings")
             setattr(cfg, attr, item)
@@ -77,6 +91,10 @@ def _check(cfg: Config, source: str) -> None:
     c = cfg.chunk_size
     if not (MIN_CHUNK_SIZE <= c <= MAX_CHUNK_SIZE) or c & (c - 1):
         raise ConfigError(f"{source}: content.chunk_size must be a power of two from {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE}")
+    if not 0.1 <= cfg.request_timeout <= 600:
+        raise ConfigError(f"{source}: content.request_timeout must be 0.1-600 seconds")
+    if not 1 <= cfg.max_providers <= 32 or not 1 <= cfg.streams_per_peer <= 64:
+        raise ConfigError(f"{source}: content.max_providers must be 1-32 and node.streams_per_peer 1-64")
     if not 1 <= cfg.metrics_port <= 65535:
         raise ConfigError(f"{source}: metrics.port must be 1-65535")
     if len(cfg.listen) > 16 or len(cfg.bootstrap) > 64:

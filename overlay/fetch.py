@@ -1,0 +1,334 @@
+"""Fetching content from several providers at once, verifying every chunk before it is written.
+
+Order of checks: the manifest must hash to the CID and carry a valid publisher signature
+(else the provider is recorded as misbehaving and the next one is asked); every chunk must
+prove its inclusion under the signed root before the store writes it. A provider that sends
+a bad chunk or breaks the protocol is dropped for this fetch and recorded with the evidence; a
+stalled or slow one loses its batch to another provider (and is dropped after two strikes);
+when the queue runs dry, idle providers duplicate batches still in flight elsewhere (endgame),
+so one slow peer cannot hold the fetch back.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import trio
+
+from overlay import protocol
+from overlay.streams import close_quietly, receive, send_payload
+from trust import merkle
+from trust.errors import DecodeError, ProofError, SignatureError, StoreError, VouchnetError
+from trust.manifest import Manifest, open_manifest, parse_cid
+from trust.observations import Kind, Observation
+
+log = logging.getLogger("vouchnet.fetch")
+
+BATCH = 8                 # chunks per request: 2 MiB at 256 KiB chunks, amortises a round trip
+STREAMS_PER_PROVIDER = 2  # pipelining: one request in flight while the other is verified
+ENDGAME_AFTER = 1.0       # seconds a batch may run elsewhere before an idle provider duplicates it
+MAX_STRIKES = 2           # timeouts before a slow provider is dropped
+
+
+class FetchError(VouchnetError):
+    pass
+
+
+@dataclass
+class ProviderStats:
+    peer: str
+    chunks: int = 0
+    nbytes: int = 0
+    strikes: int = 0
+    dropped: str = ""  # why the provider was dropped, if it was
+
+
+@dataclass
+class FetchResult:
+    cid: str
+    size: int
+    chunks: int
+    seconds: float
+    providers: dict[str, ProviderStats]
+    already_had: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"cid": self.cid, "size": self.size, "chunks": self.chunks, "seconds": round(self.seconds, 3),
+                "already_had": self.already_had,
+                "providers": {p: {"chunks": s.chunks, "bytes": s.nbytes, "strikes": s.strikes, "dropped": s.dropped}
+                              for p, s in self.providers.items()}}
+
+
+@dataclass
+class _Batch:
+    indexes: list[int]
+    failed_by: set[str] = field(default_factory=set)
+    running: dict[str, float] = field(default_factory=dict)  # provider -> start time
+
+
+def contiguous_batches(indexes: list[int], size: int = BATCH) -> list[list[int]]:
+    out: list[list[int]] = []
+    for i in sorted(indexes):
+        if out and out[-1][-1] == i - 1 and len(out[-1]) < size:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
+
+
+class Fetch:
+    def __init__(self, node: Any, cid: str, providers: list[str],
+                 progress: Callable[[int, int], Awaitable[None]] | None = None):
+        self.node = node
+        self.cid = cid
+        self.digest = parse_cid(cid)
+        self.candidates = providers
+        self.progress = progress
+        self.stats: dict[str, ProviderStats] = {}
+        self.queue: deque[_Batch] = deque()
+        self.in_flight: list[_Batch] = []
+        self.done: set[int] = set()
+        self.changed = trio.Event()
+        self.manifest: Manifest | None = None
+        self.done_bytes = 0
+
+    def _stat(self, peer: str) -> ProviderStats:
+        return self.stats.setdefault(peer, ProviderStats(peer))
+
+    def _drop(self, peer: str, kind: Kind, evidence: str) -> None:
+        st = self._stat(peer)
+        if not st.dropped:
+            st.dropped = f"{kind.value}: {evidence}"
+            log.warning("dropping provider %s for %s: %s", peer, self.cid, evidence)
+        self.node.record(Observation(peer, kind, self.cid, evidence=evidence))
+        if kind in (Kind.CHUNK_INVALID, Kind.MANIFEST_INVALID):
+            self.node.metrics.verification_failures.labels(kind.value).inc()
+
+    def _notify(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
+    # -- manifest ----------------------------------------------------------------------------
+
+    async def _get_manifest(self) -> bytes:
+        for peer in list(self.candidates):
+            try:
+                signed = await self._ask_manifest(peer)
+            except trio.TooSlowError:
+                self._drop(peer, Kind.TIMEOUT, "no manifest answer in time")
+                continue
+            except (protocol.ProtocolViolation, DecodeError) as exc:
+                self._drop(peer, Kind.PROTOCOL_VIOLATION, f"manifest exchange: {exc}")
+                continue
+            except _NotProvider:
+                continue
+            except Exception as exc:  # connection refused, reset: not evidence of malice
+                log.info("manifest request to %s failed: %s", peer, exc)
+                continue
+            try:
+                open_manifest(signed, self.cid)
+            except (DecodeError, SignatureError) as exc:
+                self._drop(peer, Kind.MANIFEST_INVALID, f"{exc}")
+                continue
+            return signed
+        raise FetchError(f"no provider gave a valid manifest for {self.cid} "
+                         f"(asked {len(self.candidates)} peer{'s' if len(self.candidates) != 1 else ''})")
+
+    async def _ask_manifest(self, peer: str) -> bytes:
+        ex = protocol.ClientExchange.manifest(self.cid)
+        stream = await self._open(peer)
+        try:
+            await send_payload(stream, ex.request_bytes())
+            while True:
+                payload = await receive(stream, self.node.limits.frame_timeout)
+                ev = ex.end_of_stream() if payload is None else ex.receive(payload)
+                if isinstance(ev, protocol.ManifestReceived):
+                    return ev.signed
+                if isinstance(ev, protocol.RemoteError):
+                    raise _NotProvider(ev.message)
+        finally:
+            await close_quietly(stream)
+
+    async def _open(self, peer: str):
+        from libp2p.peer.id import ID
+        from overlay.node import CONTENT_PROTOCOL
+        with trio.fail_after(self.node.limits.frame_timeout):
+            return await self.node.host.new_stream(ID.from_base58(peer), [CONTENT_PROTOCOL])
+
+    # -- chunks ------------------------------------------------------------------------------
+
+    async def run(self) -> FetchResult:
+        t0 = time.perf_counter()
+        store = self.node.store
+        item = store.get(self.cid)
+        if item is None:
+            signed = await self._get_manifest()
+            item = store.begin(self.cid, signed)
+        self.manifest = m = item.manifest
+        missing = store.missing_chunks(self.cid)
+        already = m.chunk_count - len(missing)
+        self.done_bytes = sum(m.chunk_length(i) for i in range(m.chunk_count) if i not in set(missing))
+        await self._report()
+        if missing:
+            if not self.candidates:
+                raise FetchError(f"no providers known for {self.cid}")
+            self.queue.extend(_Batch(b) for b in contiguous_batches(missing))
+            async with trio.open_nursery() as outer:
+                outer.start_soon(self._progress_loop)
+                async with trio.open_nursery() as nursery:
+                    for peer in self.candidates[: self.node.config.max_providers]:
+                        for _ in range(STREAMS_PER_PROVIDER):
+                            nursery.start_soon(self._worker, peer)
+                outer.cancel_scope.cancel()
+            await self._report()
+            self._record_verified()
+            left = store.missing_chunks(self.cid)
+            if left:
+                reasons = "; ".join(f"{p[:16]}…: {s.dropped or 'no answer'}" for p, s in self.stats.items())
+                raise FetchError(f"{len(left)} of {m.chunk_count} chunks could not be fetched; verified chunks are "
+                                 f"kept for a resume. Providers: {reasons or 'none'}")
+        store.finish(self.cid)
+        self.node.metrics.fetch_seconds.observe(time.perf_counter() - t0)
+        return FetchResult(self.cid, m.size, m.chunk_count, time.perf_counter() - t0, self.stats, already)
+
+    def _record_verified(self) -> None:
+        obs = [Observation(p, Kind.CHUNK_VERIFIED, self.cid, count=s.chunks, nbytes=s.nbytes)
+               for p, s in self.stats.items() if s.chunks]
+        if obs:
+            self.node.record(*obs)
+
+    async def _report(self) -> None:
+        if self.progress and self.manifest:
+            await self.progress(self.done_bytes, self.manifest.size)
+
+    async def _progress_loop(self) -> None:
+        while True:
+            await trio.sleep(0.25)
+            await self._report()
+
+    def _take(self, peer: str) -> _Batch | None:
+        for batch in self.queue:
+            if peer not in batch.failed_by:
+                self.queue.remove(batch)
+                batch.running[peer] = time.monotonic()
+                self.in_flight.append(batch)
+                return batch
+        now = time.monotonic()
+        for batch in sorted(self.in_flight, key=lambda b: min(b.running.values(), default=now)):
+            if peer in batch.failed_by or peer in batch.running or not batch.running:
+                continue
+            if now - min(batch.running.values()) >= ENDGAME_AFTER:
+                batch.running[peer] = now
+                return batch
+        return None
+
+    def _release(self, batch: _Batch, peer: str, failed: bool) -> None:
+        batch.running.pop(peer, None)
+        batch.indexes = [i for i in batch.indexes if i not in self.done]
+        if failed:
+            batch.failed_by.add(peer)
+        if not batch.indexes:
+            if batch in self.in_flight:
+                self.in_flight.remove(batch)
+        elif not batch.running:
+            if batch in self.in_flight:
+                self.in_flight.remove(batch)
+            for part in contiguous_batches(batch.indexes):
+                self.queue.appendleft(_Batch(part, set(batch.failed_by)))
+        self._notify()
+
+    def _finished(self) -> bool:
+        return not self.queue and not self.in_flight
+
+    def _alive_others(self, peer: str) -> bool:
+        return any(not s.dropped for p, s in self.stats.items() if p != peer)
+
+    async def _worker(self, peer: str) -> None:
+        st = self._stat(peer)
+        while not st.dropped and not self._finished():
+            batch = self._take(peer)
+            if batch is None:
+                if not self.queue and not any(peer not in b.failed_by for b in self.in_flight):
+                    return
+                if self.queue and not self._alive_others(peer) and all(peer in b.failed_by for b in self.queue):
+                    return
+                with trio.move_on_after(ENDGAME_AFTER / 2):
+                    await self.changed.wait()
+                continue
+            failed = True
+            try:
+                await self._fetch_batch(peer, batch)
+                failed = False
+            except trio.TooSlowError:
+                st.strikes += 1
+                self.node.record(Observation(peer, Kind.TIMEOUT, self.cid,
+                                             evidence=f"stalled on chunks {batch.indexes[0]}-{batch.indexes[-1]}"))
+                if st.strikes >= MAX_STRIKES:
+                    st.dropped = f"timeout: stalled {st.strikes} times"
+            except _BadChunk as exc:
+                self._drop(peer, Kind.CHUNK_INVALID, str(exc))
+            except (protocol.ProtocolViolation, DecodeError) as exc:
+                self._drop(peer, Kind.PROTOCOL_VIOLATION, str(exc))
+            except _NotProvider as exc:
+                st.dropped = f"not a provider: {exc}"
+            except _Busy:
+                await trio.sleep(0.2)
+            except Exception as exc:  # connection reset, refused dial: not evidence of malice
+                st.strikes += 1
+                log.info("request to %s failed: %s", peer, exc)
+                if st.strikes >= MAX_STRIKES:
+                    st.dropped = f"unreachable: {exc}"
+            finally:
+                self._release(batch, peer, failed)
+
+    async def _fetch_batch(self, peer: str, batch: _Batch) -> None:
+        start, count = batch.indexes[0], len(batch.indexes)
+        ex = protocol.ClientExchange.chunks(self.cid, start, count)
+        m = self.manifest
+        assert m is not None  # nosec B101 - set before workers start
+        stream = await self._open(peer)
+        try:
+            await send_payload(stream, ex.request_bytes())
+            while True:
+                payload = await receive(stream, self.node.limits.frame_timeout)
+                ev = ex.end_of_stream() if payload is None else ex.receive(payload)
+                if isinstance(ev, protocol.Done):
+                    return
+                if isinstance(ev, protocol.RemoteError):
+                    if ev.code == protocol.ErrorCode.BUSY:
+                        raise _Busy(ev.message)
+                    raise _NotProvider(ev.message)
+                if isinstance(ev, protocol.ChunkReceived):
+                    self._accept(peer, ev)
+        finally:
+            await close_quietly(stream)
+
+    def _accept(self, peer: str, ev: "protocol.ChunkReceived") -> None:
+        if ev.index in self.done:
+            return
+        try:
+            self.node.store.put_chunk(self.cid, ev.index, ev.data, list(ev.proof))
+        except (ProofError, StoreError) as exc:
+            leaf = merkle.leaf_hash(ev.data).hex()
+            raise _BadChunk(f"chunk {ev.index} (leaf {leaf}, {len(ev.data)} bytes) failed verification: {exc}") from None
+        self.done.add(ev.index)
+        st = self._stat(peer)
+        st.chunks += 1
+        st.nbytes += len(ev.data)
+        self.done_bytes += len(ev.data)
+        self.node.metrics.bytes_fetched.inc(len(ev.data))
+
+
+class _BadChunk(Exception):
+    pass
+
+
+class _NotProvider(Exception):
+    pass
+
+
+class _Busy(Exception):
+    pass

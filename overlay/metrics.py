@@ -1,0 +1,26 @@
+"""Prometheus metrics, served on 127.0.0.1 only when enabled in the config."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.peers = Gauge("vouchnet_connected_peers", "Peers with an open connection", registry=r)
+        self.bytes_served = Counter("vouchnet_bytes_served_total", "Chunk bytes served to peers", registry=r)
+        self.bytes_fetched = Counter("vouchnet_bytes_fetched_total", "Verified chunk bytes fetched", registry=r)
+        self.verification_failures = Counter(
+            "vouchnet_verification_failures_total", "Chunks or manifests that failed verification", ["kind"], registry=r)
+        self.requests = Counter("vouchnet_requests_total", "Content requests served", ["type", "outcome"], registry=r)
+        self.request_seconds = Histogram(
+            "vouchnet_request_seconds", "Time to serve one content request", registry=r,
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10))
+        self.fetch_seconds = Histogram(
+            "vouchnet_fetch_seconds", "Time to fetch one content item", registry=r,
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300))
+
+    def serve(self, port: int) -> None:
+        # Bound to loopback: metrics reveal peers and traffic, not for the network.
+        start_http_server(port, addr="127.0.0.1", registry=self.registry)

@@ -1,0 +1,299 @@
+"""The vouchnet node: a py-libp2p host serving and fetching Merkle-verified content.
+
+One trio task tree: the host (TCP + Noise + Yamux), the Kademlia DHT for provider records, the
+content protocol handler, the control socket and, if enabled, the metrics endpoint. Serving is
+bounded: a per-peer and a global stream limit, a deadline per request and per frame, and at
+most one chunk buffered per stream, so a slow or silent peer cannot pin memory or tasks.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import trio
+
+from overlay import protocol
+from overlay.config import Config
+from overlay.control import serve_control, socket_path
+from overlay.home import Home
+from overlay.host import parse_peer_multiaddr, running_host
+from overlay.libp2p_compat import connect_fresh, forget_failed_dial
+from overlay.metrics import Metrics
+from overlay.store import ContentStore
+from overlay.streams import close_quietly, receive, send
+from trust.errors import DecodeError, StoreError, VouchnetError
+from trust.identity import Identity
+from trust.manifest import content_id_from_digest, parse_cid
+from trust.observations import Kind, Observation, ObservationLog
+
+from libp2p.kad_dht.kad_dht import DHTMode, KadDHT  # noqa: E402  (after overlay.host's import fix)
+from libp2p.peer.peerinfo import PeerInfo  # noqa: E402
+from libp2p.tools.anyio_service import background_trio_service  # noqa: E402
+
+log = logging.getLogger("vouchnet.node")
+
+CONTENT_PROTOCOL = "/vouchnet/content/1.0.0"
+OBSERVATIONS_DB = "observations.db"
+
+
+def dht_key(digest: bytes) -> str:
+    """Provider-record key: the hex multihash (sha2-256) of the manifest digest."""
+    return (b"\x12\x20" + digest).hex()
+
+
+@dataclass
+class Limits:
+    streams_per_peer: int = 4
+    streams_total: int = 64
+    request_timeout: float = 10.0  # whole request, server side
+    frame_timeout: float = 10.0    # one frame, client side: a stall is detected this fast
+    dht_timeout: float = 5.0
+
+
+@dataclass
+class PeerState:
+    active_streams: int = 0
+    served_bytes: int = 0
+
+
+class Node:
+    def __init__(self, home: Home, identity: Identity, config: Config, *,
+                 listen: list[str] | None = None, bootstrap: list[str] | None = None,
+                 limits: Limits | None = None):
+        self.home = home
+        self.identity = identity
+        self.config = config
+        self.listen = listen or config.listen
+        self.bootstrap = list(config.bootstrap) + list(bootstrap or [])
+        self.limits = limits or Limits(streams_per_peer=config.streams_per_peer, request_timeout=config.request_timeout,
+                                       frame_timeout=config.request_timeout)
+        self.store = ContentStore(home.store_dir)
+        self.observations = ObservationLog(home.path / OBSERVATIONS_DB)
+        self.metrics = Metrics()
+        self.peer_state: dict[str, PeerState] = {}
+        self._global_streams = trio.Semaphore(self.limits.streams_total)
+        self.host: Any = None
+        self.dht: KadDHT | None = None
+        self.started = time.time()
+        self._stop = trio.Event()
+        self._served_since_flush: dict[str, list[int]] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self, ready: Callable[["Node"], None] | None = None) -> None:
+        async with running_host(self.identity.seed, self.listen, enable_mdns=self.config.mdns) as host:
+            self.host = host
+            host.set_stream_handler(CONTENT_PROTOCOL, self._serve)
+            self.dht = KadDHT(host, DHTMode.SERVER, strict_validation=True)
+            async with background_trio_service(self.dht), trio.open_nursery() as nursery:
+                await nursery.start(serve_control, socket_path(self.home.path), self._control_handlers())
+                if self.config.metrics_enabled:
+                    self.metrics.serve(self.config.metrics_port)
+                nursery.start_soon(self._watch_signals, nursery.cancel_scope)
+                for addr in self.bootstrap:
+                    nursery.start_soon(self.connect, addr)
+                nursery.start_soon(self._provide_all)
+                if ready:
+                    ready(self)
+                await self._stop.wait()
+                nursery.cancel_scope.cancel()
+        self.close()
+
+    def close(self) -> None:
+        self._flush_served()
+        self.store.close()
+        self.observations.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _watch_signals(self, scope: trio.CancelScope) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for sig in signals:
+                log.warning("received %s, stopping", signal.Signals(sig).name)
+                self.stop()
+                return
+
+    @property
+    def peer_id(self) -> str:
+        return self.identity.peer_id
+
+    def addrs(self) -> list[str]:
+        return [str(a) for a in self.host.get_addrs()] if self.host else []
+
+    # -- peers -------------------------------------------------------------------------------
+
+    async def connect(self, addr: str) -> str:
+        """Dial a full multiaddr (…/p2p/ID); returns the peer ID. Logs and raises on failure."""
+        info = parse_peer_multiaddr(addr)
+        if str(info.peer_id) == self.peer_id:
+            raise VouchnetError("refusing to dial our own peer ID")
+        try:
+            with trio.fail_after(10):
+                await connect_fresh(self.host, info)
+        except Exception as exc:
+            forget_failed_dial(self.host, info.peer_id)  # let a later retry dial for real
+            log.warning("could not connect to %s: %s", addr, exc)
+            raise VouchnetError(f"could not connect to {addr}: {exc}") from None
+        if self.dht is not None:
+            try:
+                await self.dht.add_peer(info.peer_id)
+            except Exception as exc:  # a peer without the DHT protocol is still a content peer
+                log.debug("DHT did not take %s: %s", info.peer_id, exc)
+        self.metrics.peers.set(len(self.host.get_connected_peers()))
+        log.info("connected to %s", info.peer_id)
+        return str(info.peer_id)
+
+    def connected_peers(self) -> list[str]:
+        return [str(p) for p in self.host.get_connected_peers()] if self.host else []
+
+    async def _provide_all(self) -> None:
+        await trio.sleep(0.2)  # let bootstrap dials land first so records reach someone
+        for item in self.store.list():
+            if item.complete:
+                await self.provide(item.cid)
+
+    async def provide(self, cid: str) -> None:
+        if self.dht is None:
+            return
+        with trio.move_on_after(self.limits.dht_timeout):
+            try:
+                await self.dht.provide(dht_key(parse_cid(cid)))
+            except Exception as exc:
+                log.info("could not announce %s on the DHT: %s", cid, exc)
+
+    async def find_providers(self, cid: str) -> list[PeerInfo]:
+        if self.dht is None:
+            return []
+        found: list[PeerInfo] = []
+        with trio.move_on_after(self.limits.dht_timeout):
+            try:
+                found = await self.dht.find_providers(dht_key(parse_cid(cid)), 20)
+            except Exception as exc:
+                log.info("DHT provider lookup for %s failed: %s", cid, exc)
+        unique: dict[str, PeerInfo] = {}
+        for info in found:  # py-libp2p returns duplicates
+            if str(info.peer_id) != self.peer_id:
+                unique.setdefault(str(info.peer_id), info)
+        return list(unique.values())
+
+    def record(self, *obs: Observation) -> None:
+        try:
+            self.observations.record(*obs)
+        except Exception:
+            log.exception("could not record observations")
+
+    # -- serving -----------------------------------------------------------------------------
+
+    async def _serve(self, stream) -> None:
+        peer = str(stream.muxed_conn.peer_id)
+        state = self.peer_state.setdefault(peer, PeerState())
+        if state.active_streams >= self.limits.streams_per_peer:
+            await self._refuse(stream, protocol.ErrorCode.BUSY, "too many concurrent requests")
+            return
+        state.active_streams += 1
+        t0 = time.perf_counter()
+        kind = "unknown"
+        try:
+            try:
+                self._global_streams.acquire_nowait()
+            except trio.WouldBlock:
+                await self._refuse(stream, protocol.ErrorCode.BUSY, "node is busy")
+                return
+            try:
+                with trio.move_on_after(self.limits.request_timeout) as scope:
+                    kind = await self._serve_one(stream, peer)
+                if scope.cancelled_caught:
+                    self.record(Observation(peer, Kind.TIMEOUT, evidence="request not completed in time (serving)"))
+                    self.metrics.requests.labels(kind, "timeout").inc()
+            finally:
+                self._global_streams.release()
+        finally:
+            state.active_streams -= 1
+            self.metrics.request_seconds.observe(time.perf_counter() - t0)
+            await close_quietly(stream)
+
+    async def _refuse(self, stream, code: "protocol.ErrorCode", message: str) -> None:
+        with trio.move_on_after(1):
+            try:
+                await send(stream, protocol.Error(code, message))
+            except Exception:  # nosec B110 - best effort; the stream is closed next
+                pass
+        await close_quietly(stream)
+
+    async def _serve_one(self, stream, peer: str) -> str:
+        try:
+            payload = await receive(stream, self.limits.request_timeout, limit=protocol.MAX_REQUEST)
+            if payload is None:
+                return "empty"
+            request = protocol.ServerExchange().receive_request(payload)
+        except DecodeError as exc:
+            self.record(Observation(peer, Kind.PROTOCOL_VIOLATION, evidence=f"bad request: {exc}"))
+            self.metrics.requests.labels("invalid", "refused").inc()
+            await self._refuse(stream, protocol.ErrorCode.BAD_REQUEST, str(exc)[:200])
+            return "invalid"
+        if isinstance(request, protocol.GetManifest):
+            item = self.store.get(request.cid)
+            if item is None or not item.complete:
+                await send(stream, protocol.Error(protocol.ErrorCode.NOT_FOUND, "no such content here"))
+                self.metrics.requests.labels("manifest", "not_found").inc()
+            else:
+                await send(stream, protocol.ManifestMsg(item.signed_manifest))
+                self.metrics.requests.labels("manifest", "ok").inc()
+            return "manifest"
+        cid = content_id_from_digest(request.digest)
+        item = self.store.get(cid)
+        if item is None or not item.complete:
+            await send(stream, protocol.Error(protocol.ErrorCode.NOT_FOUND, "no such content here"))
+            self.metrics.requests.labels("chunks", "not_found").inc()
+            return "chunks"
+        n = item.manifest.chunk_count
+        end = request.start + request.count
+        if end > n:
+            await send(stream, protocol.Error(protocol.ErrorCode.BAD_REQUEST, f"content has {n} chunks"))
+            return "chunks"
+        served = 0
+        for index in range(request.start, end):
+            try:
+                data, proof = self.store.read_chunk(cid, index)
+            except StoreError as exc:
+                log.error("cannot serve chunk %d of %s: %s", index, cid, exc)
+                await send(stream, protocol.Error(protocol.ErrorCode.INTERNAL, "chunk unavailable"))
+                break
+            await send(stream, protocol.Chunk(index, tuple(proof), data))
+            served += len(data)
+        self.metrics.bytes_served.inc(served)
+        self.metrics.requests.labels("chunks", "ok").inc()
+        self._note_served(peer, served, end - request.start)
+        return "chunks"
+
+    def _note_served(self, peer: str, nbytes: int, chunks: int) -> None:
+        acc = self._served_since_flush.setdefault(peer, [0, 0])
+        acc[0] += nbytes
+        acc[1] += chunks
+        if acc[1] >= 64:
+            self._flush_served()
+
+    def _flush_served(self) -> None:
+        obs = [Observation(p, Kind.SERVED, count=c, nbytes=b) for p, (b, c) in self._served_since_flush.items() if c]
+        self._served_since_flush.clear()
+        if obs:
+            self.record(*obs)
+
+    # -- control interface -------------------------------------------------------------------
+
+    def _control_handlers(self) -> dict:
+        from overlay.node_control import handlers
+        return handlers(self)
+
+
+def write_ready_line(node: Node) -> None:
+    """Print the peer ID and listen addresses (the first lines a user or test reads)."""
+    print(f"vouchnet node {node.peer_id}", flush=True)
+    for a in node.addrs():
+        print(f"listening on {a}", flush=True)
+    print(f"control socket {socket_path(node.home.path)}", flush=True)

@@ -1,0 +1,104 @@
+"""What the running node answers on its control socket (see overlay/control.py, docs/control.md)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import trio
+
+from overlay.fetch import Fetch
+from trust.errors import VouchnetError
+from trust.manifest import parse_cid
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def handlers(node: Any) -> dict[str, Callable[[dict[str, Any], Send], Awaitable[Any]]]:
+    async def status(req: dict[str, Any], send: Send) -> Any:
+        items = node.store.list()
+        return {"peer_id": node.peer_id, "addrs": node.addrs(), "uptime_s": round(time.time() - node.started, 1),
+                "connected_peers": len(node.connected_peers()), "contents": len(items),
+                "complete": sum(1 for i in items if i.complete),
+                "dht_routing_table": node.dht.get_routing_table_size() if node.dht else 0}
+
+    async def peers(req: dict[str, Any], send: Send) -> Any:
+        connected = set(node.connected_peers())
+        summaries = {s.peer: s for s in node.observations.summary()}
+        out = []
+        for peer in sorted(connected | set(summaries)):
+            addrs = []
+            try:
+                from libp2p.peer.id import ID
+                addrs = [str(a) for a in node.host.get_peerstore().addrs(ID.from_base58(peer))]
+            except Exception:  # nosec B110 - a peer known only from observations has no addresses
+                pass
+            s = summaries.get(peer)
+            out.append({"peer_id": peer, "connected": peer in connected, "addrs": addrs,
+                        "observations": s.counts if s else {}, "misbehaved": bool(s and s.misbehaved)})
+        return out
+
+    async def connect(req: dict[str, Any], send: Send) -> Any:
+        return {"peer_id": await node.connect(str(req["addr"]))}
+
+    async def fetch(req: dict[str, Any], send: Send) -> Any:
+        cid = str(req["cid"])
+        parse_cid(cid)
+        output = req.get("output")
+        explicit = [str(a) for a in req.get("providers", [])][:32]
+        candidates: list[str] = []
+        for addr in explicit:
+            candidates.append(await node.connect(addr))
+        for info in await node.find_providers(cid):
+            pid = str(info.peer_id)
+            if pid not in node.connected_peers():
+                try:
+                    from overlay.libp2p_compat import connect_fresh
+                    with trio.fail_after(5):
+                        await connect_fresh(node.host, info)
+                except Exception:  # nosec B112 - an unreachable provider is simply skipped
+                    continue
+            candidates.append(pid)
+        for pid in node.connected_peers():
+            candidates.append(pid)
+        seen: set[str] = set()
+        ordered = [p for p in candidates if not (p in seen or seen.add(p)) and p != node.peer_id]
+
+        async def progress(done: int, total: int) -> None:
+            await send({"event": "progress", "done": done, "total": total})
+
+        result = await Fetch(node, cid, ordered, progress).run()
+        if output:
+            out = Path(output)
+            if not out.is_absolute():
+                raise VouchnetError("output path must be absolute when sent to the node")
+            node.store.export(cid, out, overwrite=bool(req.get("force")))
+        await node.provide(cid)
+        return {**result.to_json(), "output": output}
+
+    async def share(req: dict[str, Any], send: Send) -> Any:
+        path = Path(str(req["path"]))
+        if not path.is_absolute():
+            raise VouchnetError("path must be absolute when sent to the node")
+
+        def work() -> Any:
+            from overlay.store import ContentStore
+            store = ContentStore(node.home.store_dir)
+            try:
+                return store.add_file(path, node.identity, name=req.get("name"),
+                                      media_type=req.get("media_type") or "application/octet-stream",
+                                      chunk_size=node.config.chunk_size)
+            finally:
+                store.close()
+
+        item = await trio.to_thread.run_sync(work)
+        await node.provide(item.cid)
+        m = item.manifest
+        return {"cid": item.cid, "name": m.name, "size": m.size, "chunks": m.chunk_count, "chunk_size": m.chunk_size,
+                "root": m.root.hex(), "media_type": m.media_type, "publisher": m.publisher}
+
+    async def stop(req: dict[str, Any], send: Send) -> Any:
+        node.stop()
+        return {"stopping": True}
+
+    return {"status": status, "peers": peers, "connect": connect, "fetch": fetch, "share": share, "stop": stop}
