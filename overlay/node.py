@@ -220,7 +220,7 @@ class Node:
     async def _refuse(self, stream, code: "protocol.ErrorCode", message: str) -> None:
         with trio.move_on_after(1):
             try:
-                await send(stream, protocol.Error(code, message))
+                await send(stream, protocol.Error.from_text(code, message))
             except Exception:  # nosec B110 - best effort; the stream is closed next
                 pass
         await close_quietly(stream)
@@ -234,7 +234,7 @@ class Node:
         except DecodeError as exc:
             self.record(Observation(peer, Kind.PROTOCOL_VIOLATION, evidence=f"bad request: {exc}"))
             self.metrics.requests.labels("invalid", "refused").inc()
-            await self._refuse(stream, protocol.ErrorCode.BAD_REQUEST, str(exc)[:200])
+            await self._refuse(stream, protocol.ErrorCode.BAD_REQUEST, str(exc))
             return "invalid"
         if isinstance(request, protocol.GetManifest):
             item = self.store.get(request.cid)
