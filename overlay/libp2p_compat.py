@@ -15,6 +15,8 @@ Workarounds:
 (e) one libp2p module logs through the ROOT logger, which
     silently runs ``logging.basicConfig()``                -> applied at import
 (f) the swarm dials every peer in its peerstore by itself -> :func:`disable_auto_dial`
+(g) pubsub outbound queues and subscription channels hold
+    32 entries and drop the rest silently                  -> :func:`size_pubsub_buffers`
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "forget_failed_dial",
     "connect_fresh",
     "disable_auto_dial",
+    "size_pubsub_buffers",
 ]
 
 _LIBP2P_LOGGER = "libp2p"
@@ -211,3 +214,88 @@ def disable_auto_dial(host: IHost) -> None:
         return None
 
     connector.maybe_connect = _no_auto_dial
+
+
+# ---------------------------------------------------------------------------------------
+# (g) [overlay.gossip] Pubsub buffers that drop messages silently and that no constructor
+# sizes.  Added for overlay/gossip.py; used only through :func:`size_pubsub_buffers`.
+#
+# Verified (paths relative to site-packages/libp2p/pubsub):
+# - Outbound RPC queue per peer: `Pubsub._handle_new_peer` creates `queue = RpcQueue()`
+#   with no arguments (pubsub.py line 948) and stores it in `self.peer_queues[peer_id]`
+#   (line 949) before starting the sending task and before anything can push to it.
+#   `RpcQueue` wraps `PriorityQueue(max_size)` (rpc_queue.py line 126) with the default
+#   `OutBoundQueueSize = 32` (line 39); `PriorityQueue.push` rejects when full (line 74)
+#   and the callers only log at DEBUG (`GossipSub.send_rpc`, gossipsub.py line 2064,
+#   `drop_rpc`). Each message a node publishes or forwards takes one slot per target
+#   peer, plus one IDONTWANT slot per v1.2 mesh peer (`_emit_idontwant_for_message`), so
+#   32 slots hold ~16 back-to-back messages.
+# - Subscription channel per topic: `Pubsub.subscribe` opens
+#   `trio.open_memory_channel(SUBSCRIPTION_CHANNEL_SIZE)` (line 1404-1405; the constant is
+#   32, line 124) and `notify_subscriptions` uses `send_nowait`, dropping the message
+#   with only a WARNING on `trio.WouldBlock` (line 1372). `subscribe` stores the send side
+#   in `subscribed_topics_send[topic]` (line 1412) and then the TrioSubscriptionAPI in
+#   `subscribed_topics_receive[topic]` (line 1413) with no checkpoint in between.
+#
+# Fix (per Pubsub instance, nothing global is patched): replace the instance's
+# `peer_queues` and `subscribed_topics_receive` dicts, before the service starts, with
+# dict subclasses whose `__setitem__` (i) raises the new queue's capacity, (ii) swaps the
+# new subscription's 32-slot channel for one of the requested size (closing the unused
+# one). Both hooks run at the moment of creation, so no message can have been queued in
+# the small buffer yet.
+# ---------------------------------------------------------------------------------------
+class _SizedPeerQueues(dict):
+    """`Pubsub.peer_queues` whose new RpcQueues get ``max_size`` slots (see (g))."""
+
+    def __init__(self, max_size: int) -> None:
+        super().__init__()
+        self.max_size = max_size
+
+    def __setitem__(self, peer_id: Any, queue: Any) -> None:
+        _resize_rpc_queue(queue, self.max_size)
+        super().__setitem__(peer_id, queue)
+
+
+def _resize_rpc_queue(queue: Any, max_size: int) -> None:
+    inner = getattr(queue, "_queue", None)
+    if inner is None or not hasattr(inner, "max_size"):
+        raise RuntimeError("libp2p RpcQueue layout changed: re-check libp2p_compat (g)")
+    inner.max_size = max_size
+
+
+class _SizedSubscriptions(dict):
+    """`Pubsub.subscribed_topics_receive` whose new channels hold ``size`` messages."""
+
+    def __init__(self, pubsub: Any, size: int) -> None:
+        super().__init__()
+        self.pubsub = pubsub
+        self.size = size
+
+    def __setitem__(self, topic: str, subscription: Any) -> None:
+        import trio  # noqa: PLC0415 - trio is already imported by libp2p
+
+        old_recv = getattr(subscription, "receive_channel", None)
+        old_send = self.pubsub.subscribed_topics_send.get(topic)
+        if old_recv is None or old_send is None:
+            raise RuntimeError("libp2p Pubsub.subscribe layout changed: re-check libp2p_compat (g)")
+        send, recv = trio.open_memory_channel(self.size)
+        subscription.receive_channel = recv
+        self.pubsub.subscribed_topics_send[topic] = send
+        old_send.close()
+        old_recv.close()
+        super().__setitem__(topic, subscription)
+
+
+def size_pubsub_buffers(pubsub: Any, *, outbound_queue_size: int, subscription_buffer: int) -> None:
+    """Give ``pubsub`` (a libp2p ``Pubsub``, not yet started) larger silent-drop buffers.
+
+    ``outbound_queue_size``: RPCs queued per peer (library default 32);
+    ``subscription_buffer``: messages buffered per subscribed topic (library default 32).
+    Must be called before the Pubsub service runs and before any ``subscribe``.
+    """
+    if outbound_queue_size < 1 or subscription_buffer < 1:
+        raise ValueError("buffer sizes must be positive")
+    if pubsub.peer_queues or pubsub.subscribed_topics_receive:
+        raise RuntimeError("size_pubsub_buffers() must be called before the pubsub service starts")
+    pubsub.peer_queues = _SizedPeerQueues(outbound_queue_size)
+    pubsub.subscribed_topics_receive = _SizedSubscriptions(pubsub, subscription_buffer)
