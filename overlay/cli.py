@@ -285,6 +285,10 @@ def export(obj: Ctx, cid: str, output: Path, force: bool) -> None:
 
 
 from overlay import cli_node  # noqa: E402,F401  (registers the node commands on `main`)
+from overlay import cli_ledger  # noqa: E402,F401  (registers the ledger commands on `main`)
 
 if __name__ == "__main__":
-    main()
+    # `python -m overlay.cli` runs this file as __main__, a second copy of the module: cli_node
+    # registered the node commands on overlay.cli.main, so run that group, not this copy's.
+    from overlay.cli import main as _main
+    _main()
