@@ -15,7 +15,7 @@ from pathlib import Path
 
 from benchmarks.common import Result
 
-BENCHMARKS = ["bench_merkle", "bench_trust", "bench_stream", "bench_fetch"]
+BENCHMARKS = ["bench_merkle", "bench_trust", "bench_ledger", "bench_policy", "bench_stream", "bench_fetch"]
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
 
@@ -29,6 +29,10 @@ def machine() -> str:
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+
+
+def _fmt(value: float, unit: str) -> str:
+    return f"{value * 1000:.1f} ms" if unit == "s" else f"{value:.1f} {unit}"
 
 
 def render(results: dict[str, list[Result]], quick: bool) -> str:
@@ -47,7 +51,7 @@ def render(results: dict[str, list[Result]], quick: bool) -> str:
     ]
     for mod, rs in results.items():
         for r in rs:
-            lines.append(f"| {r.name} | {r.baseline} | {r.subject_s * 1000:.1f} ms | {r.baseline_s * 1000:.1f} ms | "
+            lines.append(f"| {r.name} | {r.baseline} | {_fmt(r.subject_s, r.unit)} | {_fmt(r.baseline_s, r.unit)} | "
                          f"{r.ratio:.3f}x | {r.target} | {'yes' if r.ok else '**no**'} |")
     lines += ["", "## Details", ""]
     for mod, rs in results.items():

@@ -190,7 +190,7 @@ def test_encode_rejects_non_plain(bad):
 
 # ----------------------------------------------------------------------------- hypothesis
 
-scalars = st.none() | st.booleans() | st.integers() | st.binary(max_size=40) | st.text(max_size=20)
+scalars = st.none() | st.booleans() | st.integers(-(2**64), 2**64 - 1) | st.binary(max_size=40) | st.text(max_size=20)
 plain = st.recursive(
     scalars,
     lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5),
@@ -337,3 +337,9 @@ def test_require_keys():
     for bad in ([("a", 1), ("b", 2)], "ab", None, 5, b"ab"):
         with pytest.raises(DecodeError):
             require_keys(bad, {"a", "b"}, "rec")
+
+
+def test_bignums_rejected():
+    # tag 2 (positive bignum) for 2**64: canonical in cbor2, but beyond what any record field allows
+    with pytest.raises(DecodeError, match="64 bits"):
+        decode(bytes.fromhex("c249010000000000000000"), 100)

@@ -61,6 +61,8 @@ def _check_types(value: Any, depth: int) -> None:
         raise DecodeError("record nests too deeply")
     if isinstance(value, float):
         raise DecodeError("floating-point values are not allowed")
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**64) <= value < 2**64:
+        raise DecodeError("integers beyond 64 bits (CBOR bignums) are not allowed")
     if isinstance(value, _SCALARS):
         return
     if isinstance(value, (list, tuple)):
