@@ -16,6 +16,7 @@ class Result:
     target: str  # the target, e.g. "<= 1.10x"
     ok: bool  # whether the target holds
     detail: str = ""  # extra figures (throughput, sizes)
+    unit: str = "s"  # what subject_s/baseline_s hold: seconds, or another unit such as "MiB"
 
     @property
     def ratio(self) -> float:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trust.errors import ConfigError
+from trust.peerid import is_peer_id
 from trust.manifest import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
 
 MAX_CONFIG_BYTES = 256 * 1024
@@ -33,6 +34,16 @@ request_timeout = 10.0
 # Providers a fetch downloads from in parallel.
 max_providers = 4
 
+[reputation]
+# Seconds between trust recomputations (each one signs attestations and a ledger head).
+interval = 2.0
+# Pre-trusted anchors: peer IDs whose judgement this node starts from (personalised trust).
+anchors = []
+# EigenTrust damping a: weight of the anchors in t = (1-a)·Cᵀt + a·p.
+damping = 0.15
+# Peers reported bad (global trust at or below this, no own positive evidence) are distrusted.
+trust_floor = 0.0
+
 [metrics]
 # Prometheus /metrics endpoint, bound to 127.0.0.1 only.
 enabled = false
@@ -49,6 +60,10 @@ class Config:
     chunk_size: int = DEFAULT_CHUNK_SIZE
     request_timeout: float = 10.0
     max_providers: int = 4
+    reputation_interval: float = 2.0
+    anchors: list[str] = field(default_factory=list)
+    damping: float = 0.15
+    trust_floor: float = 0.0
     metrics_enabled: bool = False
     metrics_port: int = 9464
 
@@ -58,6 +73,8 @@ _SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
              "streams_per_peer": (int, "streams_per_peer")},
     "content": {"chunk_size": (int, "chunk_size"), "request_timeout": ((int, float), "request_timeout"),
                 "max_providers": (int, "max_providers")},
+    "reputation": {"interval": ((int, float), "reputation_interval"), "anchors": (list, "anchors"),
+                   "damping": ((int, float), "damping"), "trust_floor": ((int, float), "trust_floor")},
     "metrics": {"enabled": (bool, "metrics_enabled"), "port": (int, "metrics_port")},
 }
 
@@ -95,6 +112,13 @@ def _check(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: content.request_timeout must be 0.1-600 seconds")
     if not 1 <= cfg.max_providers <= 32 or not 1 <= cfg.streams_per_peer <= 64:
         raise ConfigError(f"{source}: content.max_providers must be 1-32 and node.streams_per_peer 1-64")
+    if not 0.05 <= cfg.reputation_interval <= 3600:
+        raise ConfigError(f"{source}: reputation.interval must be 0.05-3600 seconds")
+    if not 0 < cfg.damping <= 1 or not 0 <= cfg.trust_floor < 1:
+        raise ConfigError(f"{source}: reputation.damping must be in (0, 1] and trust_floor in [0, 1)")
+    bad = [a for a in cfg.anchors if not is_peer_id(a)]
+    if bad:
+        raise ConfigError(f"{source}: reputation.anchors: {bad[0]!r} is not a peer ID")
     if not 1 <= cfg.metrics_port <= 65535:
         raise ConfigError(f"{source}: metrics.port must be 1-65535")
     if len(cfg.listen) > 16 or len(cfg.bootstrap) > 64:

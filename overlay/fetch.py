@@ -11,6 +11,7 @@ so one slow peer cannot hold the fetch back.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any, Awaitable, Callable
 import trio
 
 from overlay import protocol
-from overlay.streams import close_quietly, receive, send_payload
+from overlay.streams import close_quietly, frame_reader, receive, receive_from, send_payload
 from trust import merkle
 from trust.errors import DecodeError, ProofError, SignatureError, StoreError, VouchnetError
 from trust.manifest import Manifest, open_manifest, parse_cid
@@ -27,10 +28,12 @@ from trust.observations import Kind, Observation
 
 log = logging.getLogger("vouchnet.fetch")
 
-BATCH = 8                 # chunks per request: 2 MiB at 256 KiB chunks, amortises a round trip
-STREAMS_PER_PROVIDER = 2  # pipelining: one request in flight while the other is verified
+BATCH = protocol.MAX_CHUNKS_PER_REQUEST  # most chunks per request (16)
+BATCH_BYTES = 4 << 20     # bytes per request (16 chunks of 256 KiB): amortises a stream and a round trip
+STREAMS_PER_PROVIDER = 3  # pipelining: requests in flight per provider (servers allow 4 per peer)
 ENDGAME_AFTER = 1.0       # seconds a batch may run elsewhere before an idle provider duplicates it
 MAX_STRIKES = 2           # timeouts before a slow provider is dropped
+WRITE_THREADS = 1         # worker threads verifying and writing chunks while the trio thread receives
 
 
 class FetchError(VouchnetError):
@@ -69,6 +72,13 @@ class _Batch:
     running: dict[str, float] = field(default_factory=dict)  # provider -> start time
 
 
+def batch_size(chunk_size: int, missing: int, workers: int) -> int:
+    """Chunks per request: about BATCH_BYTES, at most BATCH, and few enough that every worker
+    gets a batch at the start (so small content is still spread over all providers)."""
+    spread = -(-missing // max(workers, 1))
+    return max(1, min(BATCH, BATCH_BYTES // chunk_size, spread))
+
+
 def contiguous_batches(indexes: list[int], size: int = BATCH) -> list[list[int]]:
     out: list[list[int]] = []
     for i in sorted(indexes):
@@ -93,6 +103,7 @@ class Fetch:
         self.done: set[int] = set()
         self.changed = trio.Event()
         self.manifest: Manifest | None = None
+        self._writers = trio.CapacityLimiter(WRITE_THREADS)
         self.done_bytes = 0
 
     def _stat(self, peer: str) -> ProviderStats:
@@ -170,16 +181,19 @@ class Fetch:
         self.manifest = m = item.manifest
         missing = store.missing_chunks(self.cid)
         already = m.chunk_count - len(missing)
-        self.done_bytes = sum(m.chunk_length(i) for i in range(m.chunk_count) if i not in set(missing))
+        missing_set = set(missing)
+        self.done_bytes = sum(m.chunk_length(i) for i in range(m.chunk_count) if i not in missing_set)
         await self._report()
         if missing:
             if not self.candidates:
                 raise FetchError(f"no providers known for {self.cid}")
-            self.queue.extend(_Batch(b) for b in contiguous_batches(missing))
+            providers = self.candidates[: self.node.config.max_providers]
+            size = batch_size(m.chunk_size, len(missing), len(providers) * STREAMS_PER_PROVIDER)
+            self.queue.extend(_Batch(b) for b in contiguous_batches(missing, size))
             async with trio.open_nursery() as outer:
                 outer.start_soon(self._progress_loop)
                 async with trio.open_nursery() as nursery:
-                    for peer in self.candidates[: self.node.config.max_providers]:
+                    for peer in providers:
                         for _ in range(STREAMS_PER_PROVIDER):
                             nursery.start_soon(self._worker, peer)
                 outer.cancel_scope.cancel()
@@ -259,13 +273,15 @@ class Fetch:
                     await self.changed.wait()
                 continue
             failed = True
+            # Other providers may finish (and empty) this batch while we wait on it: keep its span.
+            first, last = batch.indexes[0], batch.indexes[-1]
             try:
                 await self._fetch_batch(peer, batch)
                 failed = False
             except trio.TooSlowError:
                 st.strikes += 1
                 self.node.record(Observation(peer, Kind.TIMEOUT, self.cid,
-                                             evidence=f"stalled on chunks {batch.indexes[0]}-{batch.indexes[-1]}"))
+                                             evidence=f"stalled on chunks {first}-{last}"))
                 if st.strikes >= MAX_STRIKES:
                     st.dropped = f"timeout: stalled {st.strikes} times"
             except _BadChunk as exc:
@@ -292,8 +308,9 @@ class Fetch:
         stream = await self._open(peer)
         try:
             await send_payload(stream, ex.request_bytes())
+            frames = frame_reader(stream)
             while True:
-                payload = await receive(stream, self.node.limits.frame_timeout)
+                payload = await receive_from(frames, self.node.limits.frame_timeout)
                 ev = ex.end_of_stream() if payload is None else ex.receive(payload)
                 if isinstance(ev, protocol.Done):
                     return
@@ -302,15 +319,24 @@ class Fetch:
                         raise _Busy(ev.message)
                     raise _NotProvider(ev.message)
                 if isinstance(ev, protocol.ChunkReceived):
-                    self._accept(peer, ev)
+                    await self._accept(peer, ev)
         finally:
             await close_quietly(stream)
 
-    def _accept(self, peer: str, ev: "protocol.ChunkReceived") -> None:
+    async def _accept(self, peer: str, ev: "protocol.ChunkReceived") -> None:
         if ev.index in self.done:
             return
+        store = self.node.store
         try:
-            self.node.store.put_chunk(self.cid, ev.index, ev.data, list(ev.proof))
+            # Verify, then write, in a worker thread (hashing and pwrite release the GIL), so
+            # this thread keeps receiving the next chunks meanwhile; at most one chunk per
+            # stream waits here. The store's bookkeeping stays on this thread.
+            with store.chunk_writer(self.cid) as writer:
+                leaf = await trio.to_thread.run_sync(writer.write, ev.index, ev.data, ev.proof,
+                                                     limiter=self._writers)
+            if ev.index in self.done:  # another provider's copy landed meanwhile (same bytes)
+                return
+            flush_due = store.record_chunk(self.cid, ev.index, leaf, flush=False)
         except (ProofError, StoreError) as exc:
             leaf = merkle.leaf_hash(ev.data).hex()
             raise _BadChunk(f"chunk {ev.index} (leaf {leaf}, {len(ev.data)} bytes) failed verification: {exc}") from None
@@ -320,6 +346,23 @@ class Fetch:
         st.nbytes += len(ev.data)
         self.done_bytes += len(ev.data)
         self.node.metrics.bytes_fetched.inc(len(ev.data))
+        if flush_due:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        """The store's periodic flush with its fsync in a worker thread (not blocking the
+        receiving); chunks are recorded only after their bytes are durable, as in flush().
+        Shielded: a flush, once begun, records its chunks even if the fetch is cancelled."""
+        job = self.node.store.begin_flush(self.cid)
+        if job is None:
+            return
+        fd, chunks = job
+        with trio.CancelScope(shield=True):
+            try:
+                await trio.to_thread.run_sync(os.fsync, fd, limiter=self._writers)
+            finally:
+                os.close(fd)
+            self.node.store.end_flush(self.cid, chunks)
 
 
 class _BadChunk(Exception):

@@ -40,8 +40,10 @@ __all__ = [
     "HEADER_SIZE",
     "MAX_ENCODABLE",
     "encode_frame",
+    "encode_frame_parts",
     "FrameDecoder",
     "read_frame",
+    "FrameReader",
     "write_frame",
 ]
 
@@ -72,6 +74,16 @@ def encode_frame(payload: bytes, max_size: int) -> bytes:
     if n > max_size:
         raise ValueError(f"frame payload of {n} bytes exceeds the limit of {max_size} bytes")
     return _HEADER.pack(n) + bytes(payload)
+
+
+def encode_frame_parts(parts: "tuple[bytes, ...] | list[bytes]", max_size: int) -> bytes:
+    """Header + the concatenation of ``parts``, built with one copy of each part (the same
+    bytes as ``encode_frame(b"".join(parts), max_size)``)."""
+    _check_limit(max_size)
+    n = sum(len(p) for p in parts)
+    if n > max_size:
+        raise ValueError(f"frame payload of {n} bytes exceeds the limit of {max_size} bytes")
+    return b"".join((_HEADER.pack(n), *parts))
 
 
 class FrameDecoder:
@@ -225,6 +237,54 @@ async def read_frame(stream: _ReadStream, max_size: int) -> bytes | None:
     payload = await _read_exactly(stream, length, "payload", first=False)
     assert payload is not None  # first=False never returns None
     return payload
+
+
+class FrameReader:
+    """Frames from a stream that carries nothing but frames, read ahead in large pieces.
+
+    Unlike :func:`read_frame` (which never reads past the frame it returns), every
+    ``stream.read`` asks for up to ``read_size`` bytes and the bytes go through a
+    :class:`FrameDecoder`: a burst of frames costs a few large reads instead of several
+    small ones per frame (on Yamux each read also sends a window update). Bounded: it holds
+    the complete frames of one read (at most ``read_size`` bytes) plus one incomplete frame
+    (at most ``max_size`` payload bytes, rejected from its header if larger). Errors are
+    those of :func:`read_frame`; no timeout of its own.
+    """
+
+    __slots__ = ("_stream", "_decoder", "_read_size", "_ready", "_eof")
+
+    def __init__(self, stream: _ReadStream, max_size: int, read_size: int = _READ_CHUNK) -> None:
+        if read_size < 1:
+            raise ValueError("read_size must be positive")
+        self._stream = stream
+        self._decoder = FrameDecoder(max_size)
+        self._read_size = read_size
+        self._ready: list[bytes] = []
+        self._eof = False
+
+    async def read(self) -> bytes | None:
+        """The next frame's payload, or None at a clean end of the stream."""
+        while not self._ready:
+            if self._eof:
+                return None
+            try:
+                data = await self._stream.read(self._read_size)
+            except Exception as exc:
+                if not _is_eof(exc):
+                    raise
+                data = b""
+            if not data:
+                self._eof = True
+                try:
+                    self._decoder.close()
+                except DecodeError as exc:
+                    raise DecodeError(f"stream {str(exc).removeprefix('input ')}") from None
+                return None
+            if len(data) > self._read_size:
+                raise DecodeError(f"stream returned {len(data)} bytes when {self._read_size} were requested")
+            self._ready = self._decoder.feed(data)
+            self._ready.reverse()
+        return self._ready.pop()
 
 
 async def write_frame(stream: _WriteStream, payload: bytes, max_size: int = MAX_ENCODABLE) -> None:

@@ -28,7 +28,8 @@ from overlay.streams import close_quietly, receive, send
 from trust.errors import DecodeError, StoreError, VouchnetError
 from trust.identity import Identity
 from trust.manifest import content_id_from_digest, parse_cid
-from trust.observations import Kind, Observation, ObservationLog
+from overlay.reputation_service import ReputationService
+from trust.observations import Kind, Observation
 
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT  # noqa: E402  (after overlay.host's import fix)
 from libp2p.peer.peerinfo import PeerInfo  # noqa: E402
@@ -37,7 +38,6 @@ from libp2p.tools.anyio_service import background_trio_service  # noqa: E402
 log = logging.getLogger("vouchnet.node")
 
 CONTENT_PROTOCOL = "/vouchnet/content/1.0.0"
-OBSERVATIONS_DB = "observations.db"
 
 
 def dht_key(digest: bytes) -> str:
@@ -72,7 +72,8 @@ class Node:
         self.limits = limits or Limits(streams_per_peer=config.streams_per_peer, request_timeout=config.request_timeout,
                                        frame_timeout=config.request_timeout)
         self.store = ContentStore(home.store_dir)
-        self.observations = ObservationLog(home.path / OBSERVATIONS_DB)
+        self.reputation = ReputationService(home.path, identity, anchors=config.anchors, damping=config.damping,
+                                            interval=config.reputation_interval, trust_floor=config.trust_floor)
         self.metrics = Metrics()
         self.peer_state: dict[str, PeerState] = {}
         self._global_streams = trio.Semaphore(self.limits.streams_total)
@@ -91,6 +92,7 @@ class Node:
             self.dht = KadDHT(host, DHTMode.SERVER, strict_validation=True)
             async with background_trio_service(self.dht), trio.open_nursery() as nursery:
                 await nursery.start(serve_control, socket_path(self.home.path), self._control_handlers())
+                await nursery.start(self.reputation.run, host)
                 if self.config.metrics_enabled:
                     self.metrics.serve(self.config.metrics_port)
                 nursery.start_soon(self._watch_signals, nursery.cancel_scope)
@@ -106,7 +108,7 @@ class Node:
     def close(self) -> None:
         self._flush_served()
         self.store.close()
-        self.observations.close()
+        self.reputation.close()
 
     def stop(self) -> None:
         self._stop.set()
@@ -183,7 +185,7 @@ class Node:
 
     def record(self, *obs: Observation) -> None:
         try:
-            self.observations.record(*obs)
+            self.reputation.record(*obs)
         except Exception:
             log.exception("could not record observations")
 
@@ -246,12 +248,12 @@ class Node:
                 self.metrics.requests.labels("manifest", "ok").inc()
             return "manifest"
         cid = content_id_from_digest(request.digest)
-        item = self.store.get(cid)
-        if item is None or not item.complete:
+        found = self.store.lookup(cid)
+        if found is None or not found[1]:
             await send(stream, protocol.Error(protocol.ErrorCode.NOT_FOUND, "no such content here"))
             self.metrics.requests.labels("chunks", "not_found").inc()
             return "chunks"
-        n = item.manifest.chunk_count
+        n = found[0].chunk_count
         end = request.start + request.count
         if end > n:
             await send(stream, protocol.Error(protocol.ErrorCode.BAD_REQUEST, f"content has {n} chunks"))

@@ -24,7 +24,8 @@ def handlers(node: Any) -> dict[str, Callable[[dict[str, Any], Send], Awaitable[
 
     async def peers(req: dict[str, Any], send: Send) -> Any:
         connected = set(node.connected_peers())
-        summaries = {s.peer: s for s in node.observations.summary()}
+        rep = node.reputation
+        summaries = {s.peer: s for s in rep.rep.summary()}
         out = []
         for peer in sorted(connected | set(summaries)):
             addrs = []
@@ -34,8 +35,10 @@ def handlers(node: Any) -> dict[str, Callable[[dict[str, Any], Send], Awaitable[
             except Exception:  # nosec B110 - a peer known only from observations has no addresses
                 pass
             s = summaries.get(peer)
+            local, glob = rep.rep.trust_of(peer)
             out.append({"peer_id": peer, "connected": peer in connected, "addrs": addrs,
-                        "observations": s.counts if s else {}, "misbehaved": bool(s and s.misbehaved)})
+                        "observations": s.counts if s else {}, "misbehaved": bool(s and s.misbehaved),
+                        "local_trust": local, "global_trust": glob, "distrusted": rep.distrusted(peer)})
         return out
 
     async def connect(req: dict[str, Any], send: Send) -> Any:
@@ -49,16 +52,26 @@ def handlers(node: Any) -> dict[str, Callable[[dict[str, Any], Send], Awaitable[
         candidates: list[str] = []
         for addr in explicit:
             candidates.append(await node.connect(addr))
-        for info in await node.find_providers(cid):
+        found = await node.find_providers(cid)
+        reachable: set[str] = set()
+
+        async def dial(info: Any) -> None:
             pid = str(info.peer_id)
             if pid not in node.connected_peers():
                 try:
                     from overlay.libp2p_compat import connect_fresh
                     with trio.fail_after(5):
                         await connect_fresh(node.host, info)
-                except Exception:  # nosec B112 - an unreachable provider is simply skipped
-                    continue
-            candidates.append(pid)
+                except Exception:  # nosec B110 - an unreachable provider is simply skipped
+                    return
+            reachable.add(pid)
+
+        # In parallel: stale provider records (peers that left) are normal, and each dead
+        # address costs ~0.7 s of libp2p dial retries; one after the other they added up.
+        async with trio.open_nursery() as nursery:
+            for info in found:
+                nursery.start_soon(dial, info)
+        candidates.extend(str(info.peer_id) for info in found if str(info.peer_id) in reachable)
         for pid in node.connected_peers():
             candidates.append(pid)
         seen: set[str] = set()

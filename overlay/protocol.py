@@ -61,6 +61,7 @@ __all__ = [
     "Message",
     "Request",
     "encode",
+    "encode_parts",
     "decode",
     "ManifestReceived",
     "ChunkReceived",
@@ -262,6 +263,15 @@ def encode(msg: Message) -> bytes:
     if t is Error:
         return bytes((VERSION, MessageType.ERROR, msg.code)) + msg.message.encode("utf-8")  # type: ignore[union-attr]
     raise TypeError(f"not a content protocol message: {t.__name__}")
+
+
+def encode_parts(msg: Message) -> tuple[bytes, ...]:
+    """:func:`encode` as pieces whose concatenation is the payload: a CHUNK's data stays a
+    separate piece, so a caller adding a frame header copies it once, not twice."""
+    if type(msg) is Chunk:
+        return (_CHUNK_HEADER.pack(VERSION, MessageType.CHUNK, msg.index, len(msg.proof)),  # type: ignore[union-attr]
+                *msg.proof, msg.data)  # type: ignore[union-attr]
+    return (encode(msg),)
 
 
 def decode(payload: bytes | bytearray | memoryview) -> Message:

@@ -83,6 +83,10 @@ class ContentStore:
         self._trees: OrderedDict[str, merkle.MerkleTree] = OrderedDict()
         self._pending: dict[str, list[tuple[int, bytes]]] = {}
         self._part_fds: dict[str, int] = {}
+        # Per-chunk paths (put_chunk, read_chunk) reuse a manifest verified earlier as long as
+        # the stored signed bytes are unchanged, and keep data files of served content open.
+        self._opened: OrderedDict[str, tuple[bytes, Manifest]] = OrderedDict()
+        self._data_fds: OrderedDict[str, int] = OrderedDict()
         self._recover()
 
     def close(self) -> None:
@@ -91,6 +95,9 @@ class ContentStore:
         for fd in self._part_fds.values():
             os.close(fd)
         self._part_fds.clear()
+        for fd in self._data_fds.values():
+            os.close(fd)
+        self._data_fds.clear()
         self.db.close()
 
     # -- lookups -------------------------------------------------------------------------------
@@ -109,6 +116,32 @@ class ContentStore:
         _, manifest = open_manifest(signed, cid)
         complete = state == "complete"
         return StoredContent(cid, manifest, signed, complete, manifest.chunk_count if complete else present)
+
+    def lookup(self, cid: str) -> tuple[Manifest, bool] | None:
+        """``(manifest, complete)`` for ``cid``, or None if it is not here: the cheap check for a
+        serving path (no chunk count; the signature is re-checked only if the stored bytes
+        changed since the last call)."""
+        try:
+            return self._current(cid)
+        except StoreError:
+            return None
+
+    def _current(self, cid: str) -> tuple[Manifest, bool]:
+        """Manifest and completeness of ``cid`` for the per-chunk paths, without re-verifying the
+        signature of every chunk: the signed manifest is read from the database on each call and
+        opened (CID binding + signature) again whenever its bytes differ from the ones opened
+        last time, so a changed row is caught exactly as :meth:`get` would catch it."""
+        row = self.db.execute("SELECT manifest, state FROM contents WHERE cid = ?", (cid,)).fetchone()
+        if row is None:
+            raise StoreError(f"content {cid} is not in this store")
+        signed, state = row
+        cached = self._opened.get(cid)
+        if cached is None or cached[0] != signed:
+            _, manifest = open_manifest(signed, cid)
+            cached = self._opened[cid] = (signed, manifest)
+            while len(self._opened) > 64:
+                self._opened.popitem(last=False)
+        return cached[1], state == "complete"
 
     def require(self, cid: str) -> StoredContent:
         item = self.get(cid)
@@ -205,6 +238,8 @@ class ContentStore:
                  manifest.chunk_count, int(time.time())))
         if manifest.chunk_count == 0:
             self.finish(cid)
+        else:
+            self._part_fd(cid)  # create the (empty) partial file now, before any chunk arrives
         return self.require(cid)
 
     def missing_chunks(self, cid: str) -> list[int]:
@@ -221,28 +256,51 @@ class ContentStore:
         Raises StoreError (wrong length, unknown content) or ProofError (bad proof) before any
         byte is written. Returns the chunk's leaf hash.
         """
-        item = self.require(cid)
-        m = item.manifest
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < m.chunk_count:
-            raise StoreError(f"chunk index {index!r} out of range for {cid} ({m.chunk_count} chunks)")
-        want = m.chunk_length(index)
-        if len(data) != want:
-            raise StoreError(f"chunk {index} of {cid} is {len(data)} bytes, expected {want}")
-        leaf = merkle.leaf_hash(data)
-        merkle.verify_inclusion(leaf, index, m.chunk_count, proof, m.root)
-        if item.complete:
-            return leaf
-        fd = self._part_fd(cid)
-        view = memoryview(data)
-        offset = index * m.chunk_size
-        while view:
-            n = os.pwrite(fd, view, offset)
-            view, offset = view[n:], offset + n
+        with self.chunk_writer(cid) as writer:
+            leaf = writer.write(index, data, proof)
+        self.record_chunk(cid, index, leaf)
+        return leaf
+
+    def chunk_writer(self, cid: str) -> "ChunkWriter":
+        """A :class:`ChunkWriter` for one chunk of ``cid``: its ``write`` (verify, then write the
+        bytes) may run in a worker thread; afterwards call :meth:`record_chunk` from the thread
+        that owns this store. (put_chunk = chunk_writer + write + record_chunk.)"""
+        m, complete = self._current(cid)
+        return ChunkWriter(cid, m, None if complete else os.dup(self._part_fd(cid)))
+
+    def record_chunk(self, cid: str, index: int, leaf: bytes, *, flush: bool = True) -> bool:
+        """Note a chunk written by a :class:`ChunkWriter`; it becomes durable at the next flush
+        (every ``_FLUSH_EVERY`` chunks). Nothing to do once the content is complete.
+
+        With ``flush=False`` a due flush is not done here: the return value says it is due, and
+        the caller runs it (:meth:`begin_flush`, fsync, :meth:`end_flush`), e.g. with the fsync
+        in a worker thread."""
+        if self._current(cid)[1]:
+            return False
         pending = self._pending.setdefault(cid, [])
         pending.append((index, leaf))
-        if len(pending) >= _FLUSH_EVERY:
+        if len(pending) < _FLUSH_EVERY:
+            return False
+        if flush:
             self.flush(cid)
-        return leaf
+            return False
+        return True
+
+    def begin_flush(self, cid: str) -> tuple[int, list[tuple[int, bytes]]] | None:
+        """Take the chunks written since the last flush: ``(fd, chunks)`` where ``fd`` is a new
+        descriptor of the partial file for the caller to fsync and close before passing
+        ``chunks`` to :meth:`end_flush`; None if there is nothing to flush."""
+        pending = self._pending.pop(cid, [])
+        if not pending:
+            return None
+        return os.dup(self._part_fds[cid]), pending
+
+    def end_flush(self, cid: str, chunks: list[tuple[int, bytes]]) -> None:
+        """Record chunks whose bytes the caller has fsync'd (see :meth:`begin_flush`)."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT OR IGNORE INTO chunks (cid, idx, leaf) VALUES (?, ?, ?)",
+                                [(cid, i, leaf) for i, leaf in chunks])
 
     def _part_fd(self, cid: str) -> int:
         fd = self._part_fds.get(cid)
@@ -257,10 +315,7 @@ class ContentStore:
         if not pending:
             return
         os.fsync(self._part_fds[cid])
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany("INSERT OR IGNORE INTO chunks (cid, idx, leaf) VALUES (?, ?, ?)",
-                                [(cid, i, leaf) for i, leaf in pending])
+        self.end_flush(cid, pending)
 
     def finish(self, cid: str) -> StoredContent:
         """Seal complete content: check every chunk is present, rename into place, mark complete."""
@@ -325,16 +380,31 @@ class ContentStore:
 
     def read_chunk(self, cid: str, index: int) -> tuple[bytes, list[bytes]]:
         """A chunk of complete content and its inclusion proof."""
-        item = self.require(cid)
-        if not item.complete:
+        m, complete = self._current(cid)
+        if not complete:
             raise StoreError(f"content {cid} is not complete; only complete content is served")
-        m = item.manifest
         length = m.chunk_length(index)
-        with open(self.data_path(cid), "rb") as f:
-            data = os.pread(f.fileno(), length, index * m.chunk_size)
+        data = os.pread(self._data_fd(cid), length, index * m.chunk_size)
         if len(data) != length:
             raise StoreError(f"data file of {cid} is truncated at chunk {index}")
         return data, self.tree(cid).inclusion_proof(index)
+
+    def _data_fd(self, cid: str) -> int:
+        """A read-only descriptor of the data file of complete ``cid`` (a few are kept open)."""
+        fd = self._data_fds.get(cid)
+        if fd is not None:
+            if os.fstat(fd).st_nlink:  # still linked: not removed or replaced since it was opened
+                self._data_fds.move_to_end(cid)
+                return fd
+            os.close(self._data_fds.pop(cid))
+        try:
+            fd = os.open(self.data_path(cid), os.O_RDONLY)
+        except OSError as exc:
+            raise StoreError(f"cannot read the data file of {cid}: {exc.strerror}") from None
+        self._data_fds[cid] = fd
+        while len(self._data_fds) > 16:
+            os.close(self._data_fds.popitem(last=False)[1])
+        return fd
 
     # -- checking and export -------------------------------------------------------------------
 
@@ -406,6 +476,52 @@ class ContentStore:
                     dst.write(view)
         except FileExistsError:
             raise StoreError(f"{out} already exists (pass --force to replace it)") from None
+
+
+class ChunkWriter:
+    """Checks one chunk against the signed manifest and only then writes it to the partial
+    file. ``write`` touches neither the database nor the store's state, only its own duplicate
+    of the file descriptor, so it may run in a worker thread (hashing and ``pwrite`` release
+    the GIL) while the store's thread keeps receiving; ``close`` (or the ``with`` block)
+    releases the descriptor. For complete content ``write`` only verifies."""
+
+    __slots__ = ("cid", "manifest", "_fd")
+
+    def __init__(self, cid: str, manifest: Manifest, fd: int | None):
+        self.cid = cid
+        self.manifest = manifest
+        self._fd = fd
+
+    def __enter__(self) -> "ChunkWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def write(self, index: int, data: bytes | memoryview, proof: Sequence[bytes]) -> bytes:
+        """Verify ``data`` as chunk ``index`` (StoreError: bad index or length; ProofError: bad
+        proof; both before any byte is written), then write it. Returns its leaf hash."""
+        m = self.manifest
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < m.chunk_count:
+            raise StoreError(f"chunk index {index!r} out of range for {self.cid} ({m.chunk_count} chunks)")
+        want = m.chunk_length(index)
+        if len(data) != want:
+            raise StoreError(f"chunk {index} of {self.cid} is {len(data)} bytes, expected {want}")
+        leaf = merkle.leaf_hash(data)
+        merkle.verify_inclusion(leaf, index, m.chunk_count, proof, m.root)
+        fd = self._fd
+        if fd is not None:
+            view = memoryview(data)
+            offset = index * m.chunk_size
+            while view:
+                n = os.pwrite(fd, view, offset)
+                view, offset = view[n:], offset + n
+        return leaf
 
 
 def _split_leaves(blob: bytes) -> list[bytes]:

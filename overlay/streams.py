@@ -4,10 +4,10 @@ from __future__ import annotations
 import trio
 
 from overlay import protocol
-from overlay.framing import read_frame, write_frame
+from overlay.framing import FrameReader, encode_frame_parts, read_frame, write_frame
 
 async def send(stream, msg: object) -> None:
-    await send_payload(stream, protocol.encode(msg))
+    await stream.write(encode_frame_parts(protocol.encode_parts(msg), protocol.MAX_MESSAGE))  # type: ignore[arg-type]
 
 
 async def send_payload(stream, payload: bytes) -> None:
@@ -18,6 +18,17 @@ async def receive(stream, timeout: float, limit: int = protocol.MAX_MESSAGE) -> 
     """One frame within ``timeout`` seconds (trio.TooSlowError otherwise); None at clean EOF."""
     with trio.fail_after(timeout):
         return await read_frame(stream, limit)
+
+
+def frame_reader(stream, limit: int = protocol.MAX_MESSAGE) -> FrameReader:
+    """A read-ahead frame reader for a stream whose every remaining byte is frames for us."""
+    return FrameReader(stream, limit)
+
+
+async def receive_from(reader: FrameReader, timeout: float) -> bytes | None:
+    """Like :func:`receive`, from a :class:`FrameReader`."""
+    with trio.fail_after(timeout):
+        return await reader.read()
 
 
 async def close_quietly(stream) -> None:

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from overlay.framing import (
     HEADER_SIZE,
     FrameDecoder,
+    FrameReader,
     encode_frame,
+    encode_frame_parts,
     read_frame,
     write_frame,
 )
@@ -332,5 +334,58 @@ def test_read_deadline_is_callers_job():
         with pytest.raises(trio.TooSlowError):
             with trio.fail_after(0.05):
                 await read_frame(Silent(), MAX)
+
+    run(main)
+
+
+# --------------------------------------------------------------------------- read-ahead reader and parts
+
+
+def test_encode_frame_parts_matches_encode_frame():
+    parts = (b"ab", b"", bytearray(b"cde"), b"f" * 10)
+    assert encode_frame_parts(parts, MAX) == encode_frame(b"".join(parts), MAX)
+    assert encode_frame_parts((), MAX) == encode_frame(b"", MAX)
+    with pytest.raises(ValueError):
+        encode_frame_parts((b"a" * 600, b"b" * 600), MAX)
+
+
+@pytest.mark.parametrize("eof_style", ["raise", "empty"])
+@pytest.mark.parametrize("step", [1, 3, 7, 1000])
+def test_frame_reader_reads_ahead_and_ends_cleanly(eof_style, step):
+    async def main():
+        frames = [b"hello", b"", b"x" * 50, b"y" * MAX]
+        s = FakeStream(b"".join(encode_frame(f, MAX) for f in frames), step, eof_style)
+        r = FrameReader(s, MAX, read_size=64)
+        assert [await r.read() for _ in frames] == frames
+        assert await r.read() is None
+        assert await r.read() is None
+        assert all(n == 64 for n in s.requests)  # every read asks for a whole read_size
+
+    run(main)
+
+
+@pytest.mark.parametrize("data", [b"\x00", header(5), header(5) + b"abcd", encode_frame(b"ok", MAX) + b"\x00\x00"])
+def test_frame_reader_truncated_frame(data):
+    async def main():
+        r = FrameReader(FakeStream(data, 2), MAX)
+        with pytest.raises(DecodeError, match="ended inside"):
+            while True:
+                await r.read()
+
+    run(main)
+
+
+def test_frame_reader_rejects_oversized_header_and_overlong_read():
+    async def main():
+        r = FrameReader(FakeStream(header(MAX + 1) + b"z" * 10, 100), MAX)
+        with pytest.raises(DecodeError, match="announces"):
+            await r.read()
+
+        class Liar(FakeStream):
+            async def read(self, n=None):
+                return b"\x00" * (n + 1)
+
+        with pytest.raises(DecodeError):
+            await FrameReader(Liar(), MAX, read_size=16).read()
 
     run(main)

@@ -114,13 +114,14 @@ def stored_chunks(home: Path, cid: str) -> int:
 
 
 def evidence(home: Path, peer: str, kind: str) -> list[str]:
-    """The evidence strings ``home``'s node recorded against ``peer`` for ``kind`` (read directly)."""
-    db = sqlite3.connect(home / "observations.db", timeout=10)
+    """The evidence strings ``home``'s node recorded in its ledger against ``peer`` for ``kind``."""
+    from trust.ledger import Ledger
+    ledger = Ledger(home / "ledger.db", readonly=True)
     try:
-        return [r[0] for r in db.execute("SELECT evidence FROM observations WHERE peer = ? AND kind = ?",
-                                         (peer, kind))]
+        return [e.body["ev"] for e in ledger.entries() if e.kind == "observation"
+                and e.body["peer"] == peer and e.body["kind"] == kind]
     finally:
-        db.close()
+        ledger.close()
 
 
 def wait_connected(node: NodeProc, peers: int = 1, dht: int = 1, timeout: float = 10.0) -> dict:

@@ -191,3 +191,57 @@ def test_serving_partial_content_is_refused(tmp_path, published):
     dst.begin(item.cid, item.signed_manifest)
     with pytest.raises(StoreError, match="not complete"):
         dst.read_chunk(item.cid, 0)
+
+
+def test_chunk_writer_split_path_and_deferred_flush(tmp_path, published):
+    """The path a fetch uses: verify+write (ChunkWriter, may run in a thread), record without an
+    inline flush, then begin_flush / fsync / end_flush; a refused chunk still writes nothing."""
+    pub, item, src = published
+    dst = ContentStore(tmp_path / "dst")
+    assert dst.lookup(item.cid) is None
+    dst.begin(item.cid, item.signed_manifest)
+    manifest, complete = dst.lookup(item.cid)
+    assert manifest == item.manifest and not complete
+    before = snapshot(tmp_path / "dst")
+    data, proof = pub.read_chunk(item.cid, 1)
+    with dst.chunk_writer(item.cid) as w, pytest.raises(ProofError):
+        w.write(2, data, proof)  # chunk 1's bytes and proof claimed as chunk 2
+    assert snapshot(tmp_path / "dst") == before
+    for i in range(item.manifest.chunk_count):
+        with dst.chunk_writer(item.cid) as w:
+            leaf = w.write(i, *pub.read_chunk(item.cid, i))
+        assert dst.record_chunk(item.cid, i, leaf, flush=False) is False  # 6 < _FLUSH_EVERY
+    assert dst.missing_chunks(item.cid) == []  # pending chunks count as present
+    fd, chunks = dst.begin_flush(item.cid)
+    assert sorted(i for i, _ in chunks) == list(range(6)) and dst.begin_flush(item.cid) is None
+    os.fsync(fd)
+    os.close(fd)
+    dst.end_flush(item.cid, chunks)
+    dst.db.close()  # "crash" right after: the recorded chunks survive
+    again = ContentStore(tmp_path / "dst")
+    assert again.missing_chunks(item.cid) == []
+    assert again.finish(item.cid).complete
+    assert again.lookup(item.cid)[1]
+    with again.chunk_writer(item.cid) as w:  # complete content: verify only
+        assert w.write(0, *pub.read_chunk(item.cid, 0)) == pub._leaves(item.cid)[0]
+    again.record_chunk(item.cid, 0, b"\0" * 32)  # ignored once complete
+    out = tmp_path / "o"
+    again.export(item.cid, out)
+    assert out.read_bytes() == src.read_bytes()
+    again.close()
+
+
+def test_read_chunk_reopens_a_replaced_data_file(tmp_path, published):
+    pub, item, src = published
+    first, _ = pub.read_chunk(item.cid, 0)  # opens and keeps the data file
+    path = pub.data_path(item.cid)
+    raw = bytearray(path.read_bytes())
+    raw[0] ^= 0xFF
+    tmp = path.with_suffix(".new")
+    tmp.write_bytes(bytes(raw))
+    os.replace(tmp, path)  # a new file under the same name
+    again, _ = pub.read_chunk(item.cid, 0)
+    assert again[0] == first[0] ^ 0xFF
+    path.unlink()
+    with pytest.raises(StoreError):
+        pub.read_chunk(item.cid, 0)

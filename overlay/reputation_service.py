@@ -1,0 +1,157 @@
+"""The node's reputation loop: ledger, trust computation, attestations and heads over gossip.
+
+Evidence enters through `record`/`rate`; every `interval` seconds, if anything changed, the
+node recomputes trust (a snapshot goes to the ledger), signs attestations for peers whose
+local trust moved, signs a new ledger head, and gossips both. Received attestations, heads and
+equivocation proofs are verified (gossip validators), checked for replay and equivocation,
+and written to the ledger before they count.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import trio
+
+from overlay.gossip import Gossip, GossipParams
+from trust.attestation import Attestation, Equivocation, TreeHead
+from trust.ledger import Ledger
+from trust.observations import Observation
+from trust.reputation import Reputation
+
+log = logging.getLogger("vouchnet.reputation")
+
+LEDGER_FILE = "ledger.db"
+
+
+class ReputationService:
+    def __init__(self, home: Path, identity: Any, *, anchors: Iterable[str] = (), damping: float = 0.15,
+                 interval: float = 2.0, trust_floor: float = 0.0):
+        self.ledger = Ledger(Path(home) / LEDGER_FILE, identity)
+        self.rep = Reputation(self.ledger, identity, anchors=anchors, damping=damping)
+        self.interval = interval
+        self.trust_floor = trust_floor
+        self.gossip: Gossip | None = None
+        self.dirty = True
+        self._head_size = -1
+        self.stats = {"attestations_in": 0, "attestations_out": 0, "heads_in": 0, "equivocations": 0, "replays": 0}
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    # -- evidence (called by the node) ---------------------------------------------------------
+
+    def record(self, *obs: Observation) -> None:
+        self.rep.record(*obs)
+        self.dirty = True
+
+    def rate(self, cid: str, verdict: str, publisher: str, providers: Iterable[str], reason: str) -> int:
+        idx = self.rep.rate(cid, verdict, publisher, providers, reason)
+        self.dirty = True
+        return idx
+
+    # -- trust queries -------------------------------------------------------------------------
+
+    def distrusted(self, peer: str) -> bool:
+        """Peers not to fetch from or accept gossip from: proven misbehaviour, or reported bad."""
+        if peer in self.rep.state.equivocators:
+            return True
+        local, glob = self.rep.trust_of(peer)
+        counts = self.rep.state.counts.get(peer, {})
+        proven = any(counts.get(k) for k in ("chunk_invalid", "manifest_invalid", "content_bad"))
+        if proven and local == 0.0:
+            return True
+        reported = any(j == peer for (_, j) in self.rep.state.received)
+        return reported and glob <= self.trust_floor and local == 0.0
+
+    def accept_origin(self, origin: str) -> bool:
+        return not self.distrusted(origin)
+
+    def app_score(self, peer: str) -> float:
+        if peer in self.rep.state.equivocators:
+            return -1000.0
+        return 100.0 * self.rep.trust_of(peer)[1]
+
+    def rank(self, peers: list[str]) -> list[str]:
+        """Fetch order: drop distrusted peers, most trusted first, unknown (newcomers) last."""
+        keep = [p for p in peers if not self.distrusted(p)]
+        return sorted(keep, key=lambda p: -self.rep.trust_of(p)[1])
+
+    # -- gossip ----------------------------------------------------------------------------------
+
+    async def run(self, host: Any, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        self.gossip = Gossip(host, params=GossipParams(), accept_origin=self.accept_origin,
+                             app_score=self.app_score, on_attestation=self._on_attestation,
+                             on_equivocation=self._on_equivocation, on_head=self._on_head)
+        async with self.gossip.running():
+            for peer in self.rep.state.equivocators:
+                self.gossip.blacklist(peer)
+            task_status.started()
+            while True:
+                try:
+                    await self.tick()
+                except Exception:
+                    log.exception("reputation tick failed")
+                await trio.sleep(self.interval)
+
+    async def tick(self, now: float | None = None) -> None:
+        if self.dirty:
+            self.dirty = False
+            self.rep.compute(now)
+            envs = self.rep.issue_attestations(now)
+            for env in envs:
+                await self._publish("attestation", env)
+            self.stats["attestations_out"] += len(envs)
+        if self.ledger.size != self._head_size:
+            env = self.ledger.sign_head()
+            self._head_size = self.ledger.size
+            await self._publish("head", env)
+
+    async def _publish(self, what: str, data: Any) -> None:
+        if self.gossip is None:
+            return
+        try:
+            if what == "attestation":
+                await self.gossip.publish_attestation(data)
+            elif what == "head":
+                await self.gossip.publish_head(data)
+            else:
+                await self.gossip.publish_equivocation(data)
+        except Exception as exc:  # no peers yet, or a closing host: the next tick retries heads
+            log.debug("could not publish %s: %s", what, exc)
+
+    def _on_attestation(self, att: Attestation, envelope: bytes, origin: str) -> None:
+        outcome, eq = self.rep.receive_attestation(envelope)
+        self.stats["attestations_in"] += 1
+        if outcome in ("old", "duplicate"):
+            self.stats["replays"] += 1
+        if outcome in ("accepted", "replaced"):
+            self.dirty = True
+        if eq is not None:
+            self._equivocation_found(eq)
+
+    def _on_equivocation(self, eq: Equivocation, origin: str) -> None:
+        if self.rep.receive_equivocation(eq):
+            self.ledger.record_equivocation(eq)
+            self._equivocation_found(eq, publish=False)  # gossip forwards it already
+
+    def _on_head(self, head: TreeHead, envelope: bytes, origin: str) -> None:
+        self.stats["heads_in"] += 1
+        eq = self.ledger.add_peer_head(envelope)
+        if eq is not None and self.rep.receive_equivocation(eq):
+            self._equivocation_found(eq)
+
+    def _equivocation_found(self, eq: Equivocation, publish: bool = True) -> None:
+        self.stats["equivocations"] += 1
+        self.dirty = True
+        log.warning("peer %s equivocated (%s): distrusted from now on", eq.issuer, eq.kind)
+        if self.gossip is not None:
+            self.gossip.blacklist(eq.issuer)
+            if publish:
+                trio.lowlevel.spawn_system_task(self._publish, "equivocation", eq)
+
+    def snapshot_age(self) -> float | None:
+        s = self.rep.last_snapshot
+        return None if s is None else time.time() - s.at_ms / 1000
