@@ -75,7 +75,9 @@ def handlers(node: Any) -> dict[str, Callable[[dict[str, Any], Send], Awaitable[
         for pid in node.connected_peers():
             candidates.append(pid)
         seen: set[str] = set()
-        ordered = [p for p in candidates if not (p in seen or seen.add(p)) and p != node.peer_id]
+        unique = [p for p in candidates if not (p in seen or seen.add(p)) and p != node.peer_id]
+        ordered = node.reputation.rank(unique)  # distrusted peers are never asked; trusted first
+        skipped = sorted(set(unique) - set(ordered))
 
         async def progress(done: int, total: int) -> None:
             await send({"event": "progress", "done": done, "total": total})
@@ -87,7 +89,7 @@ def handlers(node: Any) -> dict[str, Callable[[dict[str, Any], Send], Awaitable[
                 raise VouchnetError("output path must be absolute when sent to the node")
             node.store.export(cid, out, overwrite=bool(req.get("force")))
         await node.provide(cid)
-        return {**result.to_json(), "output": output}
+        return {**result.to_json(), "output": output, "skipped_distrusted": skipped}
 
     async def share(req: dict[str, Any], send: Send) -> Any:
         path = Path(str(req["path"]))
@@ -110,8 +112,37 @@ def handlers(node: Any) -> dict[str, Callable[[dict[str, Any], Send], Awaitable[
         return {"cid": item.cid, "name": m.name, "size": m.size, "chunks": m.chunk_count, "chunk_size": m.chunk_size,
                 "root": m.root.hex(), "media_type": m.media_type, "publisher": m.publisher}
 
+    async def trust(req: dict[str, Any], send: Send) -> Any:
+        peer = req.get("peer")
+        rows = node.reputation.rep.table()
+        return [r for r in rows if r["peer_id"] == peer] if peer else rows
+
+    async def explain(req: dict[str, Any], send: Send) -> Any:
+        return node.reputation.rep.explain(str(req["peer"]))
+
+    async def rate(req: dict[str, Any], send: Send) -> Any:
+        return rate_content(node.store, node.reputation, str(req["cid"]), str(req["verdict"]),
+                            str(req.get("reason") or ""))
+
     async def stop(req: dict[str, Any], send: Send) -> Any:
         node.stop()
         return {"stopping": True}
 
-    return {"status": status, "peers": peers, "connect": connect, "fetch": fetch, "share": share, "stop": stop}
+    return {"status": status, "peers": peers, "connect": connect, "fetch": fetch, "share": share, "stop": stop,
+            "trust": trust, "explain": explain, "rate": rate}
+
+
+def rate_content(store: Any, reputation: Any, cid: str, verdict: str, reason: str) -> dict[str, Any]:
+    """Record the user's verdict on fetched content against its publisher and its providers."""
+    parse_cid(cid)
+    item = store.get(cid)
+    if item is None:
+        raise VouchnetError(f"content {cid} is not in this store; only content you fetched can be rated")
+    rep = reputation.rep if hasattr(reputation, "rep") else reputation
+    providers = sorted({e.body["peer"] for e in rep.ledger.entries()
+                        if e.kind == "observation" and e.body["cid"] == cid and e.body["kind"] == "chunk_verified"})
+    publisher = item.manifest.publisher
+    if publisher == rep.peer_id and not providers:
+        raise VouchnetError("this is your own content: there is nobody to rate")
+    idx = reputation.rate(cid, verdict, publisher, providers, reason)
+    return {"cid": cid, "verdict": verdict, "publisher": publisher, "providers": providers, "ledger_index": idx}

@@ -35,6 +35,7 @@ class ReputationService:
         self.trust_floor = trust_floor
         self.gossip: Gossip | None = None
         self.dirty = True
+        self._distrusted: set[str] = set()
         self._head_size = -1
         self.stats = {"attestations_in": 0, "attestations_out": 0, "heads_in": 0, "equivocations": 0, "replays": 0}
 
@@ -55,16 +56,40 @@ class ReputationService:
     # -- trust queries -------------------------------------------------------------------------
 
     def distrusted(self, peer: str) -> bool:
-        """Peers not to fetch from or accept gossip from: proven misbehaviour, or reported bad."""
-        if peer in self.rep.state.equivocators:
-            return True
-        local, glob = self.rep.trust_of(peer)
-        counts = self.rep.state.counts.get(peer, {})
-        proven = any(counts.get(k) for k in ("chunk_invalid", "manifest_invalid", "content_bad"))
-        if proven and local == 0.0:
-            return True
-        reported = any(j == peer for (_, j) in self.rep.state.received)
-        return reported and glob <= self.trust_floor and local == 0.0
+        """Peers not to fetch from or accept gossip from (see _refresh_distrust)."""
+        return peer in self.rep.state.equivocators or peer in self._distrusted
+
+    def _refresh_distrust(self) -> None:
+        """Recompute, once per trust computation, whom this node refuses to deal with.
+
+        A peer is distrusted when it equivocated; or when this node holds proven faults of
+        its own (a chunk failing its proof, a forged manifest, content rated bad) that keep its
+        local trust at zero; or when it has no trust here and the attestations about it say
+        'zero' with more weight than those saying otherwise. An attestation weighs its
+        issuer's global trust here; only a node with no basis at all (no trusted issuer) counts
+        issuers alike, so sybils that nobody trusts cannot outvote one trusted witness.
+        """
+        rep = self.rep
+        weights = {p: rep.trust_of(p)[1] for (p, _) in rep.state.received}
+        uniform = not any(w > 0 for w in weights.values())
+        votes: dict[str, list[float]] = {}
+        for (issuer, subject), ra in rep.state.received.items():
+            w = 1.0 if uniform else weights.get(issuer, 0.0)
+            v = votes.setdefault(subject, [0.0, 0.0])
+            v[0 if ra.att.value == 0 else 1] += w
+        out = set()
+        for peer in set(votes) | set(rep.state.counts):
+            local, glob = rep.trust_of(peer)
+            if local > 0 or glob > self.trust_floor:
+                continue
+            counts = rep.state.counts.get(peer, {})
+            if any(counts.get(k) for k in ("chunk_invalid", "manifest_invalid", "content_bad")):
+                out.add(peer)
+                continue
+            neg, pos = votes.get(peer, (0.0, 0.0))
+            if neg > pos:
+                out.add(peer)
+        self._distrusted = out
 
     def accept_origin(self, origin: str) -> bool:
         return not self.distrusted(origin)
@@ -100,6 +125,7 @@ class ReputationService:
         if self.dirty:
             self.dirty = False
             self.rep.compute(now)
+            self._refresh_distrust()
             envs = self.rep.issue_attestations(now)
             for env in envs:
                 await self._publish("attestation", env)

@@ -19,6 +19,8 @@ malformed           any request: a well-framed payload with a bad version byte +
 stall               GET_CHUNKS: the first chunk of the batch, then silence (stream kept open)
 partial             GET_CHUNKS: honest for chunks below ``--partial`` (default 96), then stalls
                     like ``stall``; used to interrupt a fetch at a known point
+equivocate          serves honestly, but gossips two different signed attestations with the
+                    same sequence number about each connected peer (a provable lie)
 ==================  ==========================================================================
 
 In every mode not listed for a request type the adversary answers that request honestly: the
@@ -55,7 +57,7 @@ from trust.signing import seal
 log = logging.getLogger("vouchnet.adversary")
 
 MODES = ("corrupt", "wrong_index", "forged_manifest", "foreign_manifest", "oversized", "malformed", "stall",
-         "partial")
+         "partial", "equivocate")
 STALL_SECONDS = 60.0  # far longer than any test's request_timeout; the stream stays open meanwhile
 DEFAULT_PARTIAL = 96
 
@@ -97,8 +99,35 @@ class AdversaryNode(Node):
             # The node's own per-request deadline would close the stalled stream (the client
             # would then see an early EOF, a protocol violation, instead of a stall).
             self.limits.request_timeout = STALL_SECONDS + 10
+        if mode == "equivocate":
+            honest_tick = self.reputation.tick
+
+            async def lying_tick(now=None):
+                await honest_tick(now)
+                await self._equivocate()
+            self.reputation.tick = lying_tick
+            self._lie_seq = 1000
+
+    async def _equivocate(self) -> None:
+        """Sign two conflicting attestations for one sequence number and gossip both."""
+        import time as _time
+
+        from trust.attestation import sign_attestation
+        gossip = self.reputation.gossip
+        if gossip is None:
+            return
+        self._lie_seq += 1
+        for peer in self.connected_peers():
+            for value in (0.9, 0.1):
+                env = sign_attestation(self.identity, peer, value, self._lie_seq, int(_time.time()), b"\0" * 32)
+                try:
+                    await gossip.publish_attestation(env)
+                except Exception as exc:  # no mesh yet: the next tick lies again
+                    log.debug("could not publish: %s", exc)
 
     async def _serve_one(self, stream, peer: str) -> str:
+        if self.mode == "equivocate":
+            return await super()._serve_one(stream, peer)
         try:
             payload = await receive(stream, 10.0, limit=protocol.MAX_REQUEST)
             if payload is None:

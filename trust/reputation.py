@@ -198,7 +198,7 @@ class Reputation:
         scores = score_peers(self.state.evidence, now, self.params)
         out: list[tuple[str, dict[str, Any]]] = []
         envelopes = []
-        for peer in sorted(set(local) | set(self.state.issued)):
+        for peer in sorted((set(local) | set(self.state.issued) | set(self.state.counts)) - {self.peer_id}):
             value = local.get(peer, 0)
             prev = self.state.issued.get(peer)
             if prev is not None and abs(prev[0].value - value) < min_change and not (value == 0 and prev[0].value):

@@ -1,0 +1,129 @@
+"""Reputation commands: rate content, show trust, explain a score."""
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from overlay import control
+from overlay.cli import Ctx, emit_json, main
+
+
+def _offline(obj: Ctx):
+    """Reputation and store opened from disk when no node runs (the same code the node uses)."""
+    from overlay.reputation_service import LEDGER_FILE
+    from trust.ledger import Ledger
+    from trust.reputation import Reputation
+    identity = obj.identity()
+    ledger = Ledger(obj.home.path / LEDGER_FILE, identity)
+    return Reputation(ledger, identity), ledger
+
+
+def _query(obj: Ctx, req: dict[str, Any]) -> Any:
+    if control.node_running(obj.home.path):
+        return control.call(obj.home.path, req)
+    from overlay.node_control import rate_content
+    rep, ledger = _offline(obj)
+    try:
+        if req["op"] == "trust":
+            rows = rep.table()
+            return [r for r in rows if r["peer_id"] == req.get("peer")] if req.get("peer") else rows
+        if req["op"] == "explain":
+            return rep.explain(req["peer"])
+        store = obj.store()
+        try:
+            return rate_content(store, rep, req["cid"], req["verdict"], req.get("reason") or "")
+        finally:
+            store.close()
+    finally:
+        ledger.close()
+
+
+@main.command()
+@click.argument("cid")
+@click.argument("verdict", type=click.Choice(["good", "bad"]))
+@click.option("--reason", default="", help="Why (kept in the ledger, at most 256 characters).")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable output.")
+@click.pass_obj
+def rate(obj: Ctx, cid: str, verdict: str, reason: str, as_json: bool) -> None:
+    """Rate content you fetched as authentic (good) or not (bad).
+
+    Validly signed junk passes every Merkle check; this verdict is what lets reputation catch
+    it. It counts as evidence about the publisher and every provider that served the content.
+
+    \b
+    Example:
+      vouchnet --home ./bob rate bafyr... bad --reason "not the dataset it claims to be"
+    """
+    out = _query(obj, {"op": "rate", "cid": cid, "verdict": verdict, "reason": reason})
+    if as_json:
+        emit_json(out)
+        return
+    click.echo(f"rated {cid} {verdict} (ledger entry {out['ledger_index']}): publisher {out['publisher']}, "
+               f"{len(out['providers'])} provider(s)")
+
+
+@main.group()
+def trust() -> None:
+    """Show trust scores and explain them."""
+
+
+@trust.command("show")
+@click.argument("peer", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable output.")
+@click.pass_obj
+def trust_show(obj: Ctx, peer: str | None, as_json: bool) -> None:
+    """Local and global trust, rank and number of attestations, per peer.
+
+    \b
+    Examples:
+      vouchnet --home ./alice trust show
+      vouchnet --home ./alice trust show 12D3KooW... --json
+    """
+    rows = _query(obj, {"op": "trust", "peer": peer})
+    if as_json:
+        emit_json(rows)
+        return
+    from rich.console import Console
+    from rich.table import Table
+    table = Table("rank", "peer ID", "local", "global", "attestations", "evidence", "verdict")
+    for r in rows:
+        ev = ", ".join(f"{k}={v}" for k, v in sorted(r["evidence"].items())) or "-"
+        verdict = "[red]equivocated[/]" if r["equivocated"] else (
+            "[red]misbehaved[/]" if any(r["evidence"].get(k) for k in ("chunk_invalid", "manifest_invalid",
+                                                                      "content_bad", "protocol_violation"))
+            else "ok")
+        table.add_row(str(r["rank"] or "-"), r["peer_id"], f"{r['local']:.4f}", f"{r['global']:.4f}",
+                      str(r["attestations"]), ev, verdict)
+    Console(width=200).print(table)
+
+
+@trust.command("explain")
+@click.argument("peer")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable output.")
+@click.pass_obj
+def trust_explain(obj: Ctx, peer: str, as_json: bool) -> None:
+    """The evidence and attestations behind a peer's score, each with its ledger entry.
+
+    \b
+    Example:
+      vouchnet --home ./alice trust explain 12D3KooW...
+    """
+    out = _query(obj, {"op": "explain", "peer": peer})
+    if as_json:
+        emit_json(out)
+        return
+    click.echo(f"peer {out['peer_id']}: local trust {out['local']:.4f}, global trust {out['global']:.4f}"
+               + ("  [EQUIVOCATED: trust forced to 0]" if out["equivocated"] else ""))
+    click.echo(f"first-hand evidence ({len(out['evidence'])} ledger entries):")
+    for e in out["evidence"]:
+        b = e["body"]
+        what = b.get("kind") or b.get("verdict") or e["kind"]
+        detail = b.get("ev") or b.get("reason") or ""
+        click.echo(f"  #{e['ledger_index']:<6} {e['kind']:<12} {what:<18} x{b.get('n', 1)} {detail}")
+    click.echo(f"attestations about this peer ({len(out['attestations_about'])}):")
+    for a in out["attestations_about"]:
+        click.echo(f"  #{a['ledger_index']:<6} from {a['issuer']}: {a['value']:.4f} (seq {a['seq']})")
+    if out["our_attestation"]:
+        a = out["our_attestation"]
+        click.echo(f"our own attestation: #{a['ledger_index']} value {a['value']:.4f} (seq {a['seq']})")
