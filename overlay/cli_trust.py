@@ -10,33 +10,33 @@ from overlay.cli import Ctx, emit_json, main
 
 
 def _offline(obj: Ctx):
-    """Reputation and store opened from disk when no node runs (the same code the node uses)."""
-    from overlay.reputation_service import LEDGER_FILE
-    from trust.ledger import Ledger
-    from trust.reputation import Reputation
-    identity = obj.identity()
-    ledger = Ledger(obj.home.path / LEDGER_FILE, identity)
-    return Reputation(ledger, identity), ledger
+    """The node's reputation service opened from disk when no node runs (same code, no gossip)."""
+    from overlay.config import load_config
+    from overlay.reputation_service import ReputationService
+    cfg = load_config(obj.home.config_file)
+    service = ReputationService(obj.home.path, obj.identity(), anchors=cfg.anchors, damping=cfg.damping,
+                                trust_floor=cfg.trust_floor)
+    service._refresh_distrust()
+    return service
 
 
 def _query(obj: Ctx, req: dict[str, Any]) -> Any:
     if control.node_running(obj.home.path):
         return control.call(obj.home.path, req)
-    from overlay.node_control import rate_content
-    rep, ledger = _offline(obj)
+    from overlay.node_control import rate_content, trust_table
+    service = _offline(obj)
     try:
         if req["op"] == "trust":
-            rows = rep.table()
-            return [r for r in rows if r["peer_id"] == req.get("peer")] if req.get("peer") else rows
+            return trust_table(service, req.get("peer"))
         if req["op"] == "explain":
-            return rep.explain(req["peer"])
+            return service.rep.explain(req["peer"])
         store = obj.store()
         try:
-            return rate_content(store, rep, req["cid"], req["verdict"], req.get("reason") or "")
+            return rate_content(store, service, req["cid"], req["verdict"], req.get("reason") or "")
         finally:
             store.close()
     finally:
-        ledger.close()
+        service.close()
 
 
 @main.command()
@@ -89,13 +89,12 @@ def trust_show(obj: Ctx, peer: str | None, as_json: bool) -> None:
     table = Table("rank", "peer ID", "local", "global", "attestations", "evidence", "verdict")
     for r in rows:
         ev = ", ".join(f"{k}={v}" for k, v in sorted(r["evidence"].items())) or "-"
-        verdict = "[red]equivocated[/]" if r["equivocated"] else (
-            "[red]misbehaved[/]" if any(r["evidence"].get(k) for k in ("chunk_invalid", "manifest_invalid",
-                                                                      "content_bad", "protocol_violation"))
-            else "ok")
-        table.add_row(str(r["rank"] or "-"), r["peer_id"], f"{r['local']:.4f}", f"{r['global']:.4f}",
+        verdict = ("[red]equivocated[/]" if r["equivocated"] else "[red]distrusted[/]" if r["distrusted"]
+                   else "ok")
+        pid = r["peer_id"]
+        table.add_row(str(r["rank"] or "-"), f"{pid[:12]}…{pid[-6:]}", f"{r['local']:.4f}", f"{r['global']:.4f}",
                       str(r["attestations"]), ev, verdict)
-    Console(width=200).print(table)
+    Console().print(table)
 
 
 @trust.command("explain")

@@ -113,9 +113,7 @@ def handlers(node: Any) -> dict[str, Callable[[dict[str, Any], Send], Awaitable[
                 "root": m.root.hex(), "media_type": m.media_type, "publisher": m.publisher}
 
     async def trust(req: dict[str, Any], send: Send) -> Any:
-        peer = req.get("peer")
-        rows = node.reputation.rep.table()
-        return [r for r in rows if r["peer_id"] == peer] if peer else rows
+        return trust_table(node.reputation, req.get("peer"))
 
     async def explain(req: dict[str, Any], send: Send) -> Any:
         return node.reputation.rep.explain(str(req["peer"]))
@@ -146,3 +144,10 @@ def rate_content(store: Any, reputation: Any, cid: str, verdict: str, reason: st
         raise VouchnetError("this is your own content: there is nobody to rate")
     idx = reputation.rate(cid, verdict, publisher, providers, reason)
     return {"cid": cid, "verdict": verdict, "publisher": publisher, "providers": providers, "ledger_index": idx}
+
+
+def trust_table(service: Any, peer: str | None = None) -> list[dict[str, Any]]:
+    rows = service.rep.table()
+    for r in rows:
+        r["distrusted"] = service.distrusted(r["peer_id"])
+    return [r for r in rows if r["peer_id"] == peer] if peer else rows
