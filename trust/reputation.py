@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from trust import encoding
 from trust.attestation import (TRUST_SCALE, Attestation, Equivocation, check_equivocation, open_attestation,
                                open_equivocation, sign_attestation, evidence_digest)
 from trust.errors import DecodeError, SignatureError
@@ -198,6 +199,7 @@ class Reputation:
         scores = score_peers(self.state.evidence, now, self.params)
         out: list[tuple[str, dict[str, Any]]] = []
         envelopes = []
+        # Peers with evidence but no trust are attested too (a 0 backed by evidence is news).
         for peer in sorted((set(local) | set(self.state.issued) | set(self.state.counts)) - {self.peer_id}):
             value = local.get(peer, 0)
             prev = self.state.issued.get(peer)
@@ -329,7 +331,24 @@ def ledger_trust_check(ledger: Any) -> list[Any]:
                         problems.append(Problem(f"entry {e.idx}", f"stored global trust differs from recomputed "
                                                 f"trust for {len(bad)} peer(s), e.g. {sorted(bad)[0]}"))
             else:
+                _check_copies(e.kind, e.body)
                 state.apply(e.idx, e.kind, e.body)
         except (KeyError, TypeError, ValueError, DecodeError, SignatureError) as exc:
             problems.append(Problem(f"entry {e.idx}", f"{e.kind} entry cannot be replayed: {exc}"))
     return problems
+
+
+def _check_copies(kind: str, body: dict[str, Any]) -> None:
+    """Replay reads the plain copies stored beside signed records (`att`, `issuer`); the audit
+    checks the signatures, so here the copies must say exactly what was signed."""
+    if kind in ("attestation-received", "attestation-issued"):
+        env = encoding.decode(body["envelope"], Attestation.MAX_SIZE)
+        if not (isinstance(env, list) and len(env) == 6 and env[1] == Attestation.TAG):
+            raise DecodeError("envelope is not a signed attestation")
+        if encoding.decode(env[3], Attestation.MAX_SIZE) != body["att"]:
+            raise ValueError("the stored attestation differs from the signed one in its envelope")
+    elif kind == "equivocation":
+        from trust.ledger import verify_equivocation
+
+        if verify_equivocation(body["proof"]).issuer != body["issuer"]:
+            raise ValueError("the entry names another issuer than its proof")
