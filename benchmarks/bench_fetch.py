@@ -399,9 +399,9 @@ def run(quick: bool = False) -> list[Result]:
         # -- 4: start time and memory ----------------------------------------------------------
         host_starts, inproc, imports = [], [], []
         for i in range(REPEAT):
+            t0 = time.perf_counter()
             bare = subprocess.Popen([sys.executable, "-m", "benchmarks.bench_stream", "serve"], stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, env=_env(), cwd=_REPO)
-            t0 = time.perf_counter()
             try:
                 _read_lines_until(bare, "ADDR ", time.monotonic() + START_TIMEOUT)
                 host_starts.append(time.perf_counter() - t0)
@@ -426,7 +426,8 @@ def run(quick: bool = False) -> list[Result]:
             subject_s=r_start, baseline_s=r_host, target="info", ok=True,
             detail=(f"node {r_start * 1000:.0f} ms (median of {len(starts)} fresh-home starts), bare host "
                     f"{r_host * 1000:.0f} ms; inside the process: imports {_med(imports) * 1000:.0f} ms, "
-                    f"Node.run to listening (host, DHT, control socket) {_med(inproc) * 1000:.1f} ms")))
+                    f"Node() + Node.run until ready (store, host listening, DHT, control socket) "
+                    f"{_med(inproc) * 1000:.1f} ms")))
 
         n = _Node(_init(root / "rss"))
         nodes.append(n)

@@ -48,6 +48,12 @@ trust_floor = 0.0
 # Prometheus /metrics endpoint, bound to 127.0.0.1 only.
 enabled = false
 port = 9464
+
+# Local trust policy (TOML, see docs/policy.md); a relative path is relative to the home folder.
+# Default: policy.toml in the home folder if it exists, else allow all but proven equivocators.
+# `vouchnet --policy FILE` (or $VOUCHNET_POLICY) overrides this.
+# [policy]
+# file = "policy.toml"
 """
 
 
@@ -66,6 +72,7 @@ class Config:
     trust_floor: float = 0.0
     metrics_enabled: bool = False
     metrics_port: int = 9464
+    policy_file: str = ""
 
 
 _SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
@@ -76,6 +83,7 @@ _SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
     "reputation": {"interval": ((int, float), "reputation_interval"), "anchors": (list, "anchors"),
                    "damping": ((int, float), "damping"), "trust_floor": ((int, float), "trust_floor")},
     "metrics": {"enabled": (bool, "metrics_enabled"), "port": (int, "metrics_port")},
+    "policy": {"file": (str, "policy_file")},
 }
 
 

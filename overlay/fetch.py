@@ -125,6 +125,7 @@ class Fetch:
     # -- manifest ----------------------------------------------------------------------------
 
     async def _get_manifest(self) -> bytes:
+        refused: list[str] = []  # providers' ERROR answers (not found, denied, busy), for the error message
         for peer in list(self.candidates):
             try:
                 signed = await self._ask_manifest(peer)
@@ -134,19 +135,24 @@ class Fetch:
             except (protocol.ProtocolViolation, DecodeError) as exc:
                 self._drop(peer, Kind.PROTOCOL_VIOLATION, f"manifest exchange: {exc}")
                 continue
-            except _NotProvider:
+            except _NotProvider as exc:
+                refused.append(f"{peer}: {exc}")
                 continue
             except Exception as exc:  # connection refused, reset: not evidence of malice
                 log.info("manifest request to %s failed: %s", peer, exc)
                 continue
             try:
-                open_manifest(signed, self.cid)
+                _, manifest = open_manifest(signed, self.cid)
             except (DecodeError, SignatureError) as exc:
                 self._drop(peer, Kind.MANIFEST_INVALID, f"{exc}")
                 continue
+            gate = getattr(self.node, "policy", None)
+            if gate is not None:  # accept_content: PolicyDenied ends the fetch before anything is stored
+                gate.check_content(peer, manifest)
             return signed
         raise FetchError(f"no provider gave a valid manifest for {self.cid} "
-                         f"(asked {len(self.candidates)} peer{'s' if len(self.candidates) != 1 else ''})")
+                         f"(asked {len(self.candidates)} peer{'s' if len(self.candidates) != 1 else ''}"
+                         + (f"; refused by {'; '.join(refused[:4])})" if refused else ")"))
 
     async def _ask_manifest(self, peer: str) -> bytes:
         ex = protocol.ClientExchange.manifest(self.cid)
@@ -175,9 +181,14 @@ class Fetch:
         t0 = time.perf_counter()
         store = self.node.store
         item = store.get(self.cid)
+        gate = getattr(self.node, "policy", None)  # overlay.policy_service.PolicyService: the local policy
         if item is None:
+            if gate is not None and self.candidates:  # choose_provider (the size is not known yet)
+                self.candidates = gate.choose_providers(self.candidates)
             signed = await self._get_manifest()
             item = store.begin(self.cid, signed)
+        elif gate is not None and not item.complete:  # resuming: accept_content under the current policy
+            gate.check_content(None, item.manifest)
         self.manifest = m = item.manifest
         missing = store.missing_chunks(self.cid)
         already = m.chunk_count - len(missing)
@@ -185,6 +196,8 @@ class Fetch:
         self.done_bytes = sum(m.chunk_length(i) for i in range(m.chunk_count) if i not in missing_set)
         await self._report()
         if missing:
+            if gate is not None and self.candidates:  # choose_provider, now with the content's size
+                self.candidates = gate.choose_providers(self.candidates, m.size)
             if not self.candidates:
                 raise FetchError(f"no providers known for {self.cid}")
             providers = self.candidates[: self.node.config.max_providers]

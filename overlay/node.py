@@ -29,6 +29,7 @@ from trust.errors import DecodeError, StoreError, VouchnetError
 from trust.identity import Identity
 from trust.manifest import content_id_from_digest, parse_cid
 from overlay.reputation_service import ReputationService
+from overlay.policy_service import PolicyService
 from trust.observations import Kind, Observation
 
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT  # noqa: E402  (after overlay.host's import fix)
@@ -74,6 +75,8 @@ class Node:
         self.store = ContentStore(home.store_dir)
         self.reputation = ReputationService(home.path, identity, anchors=config.anchors, damping=config.damping,
                                             interval=config.reputation_interval, trust_floor=config.trust_floor)
+        self.policy = PolicyService.for_node(home.path, config, self.reputation)  # ConfigError if invalid
+        self.reputation.policy = self.policy  # gossip gates: relay_gossip, accept_attestation, accept_head
         self.metrics = Metrics()
         self.peer_state: dict[str, PeerState] = {}
         self._global_streams = trio.Semaphore(self.limits.streams_total)
@@ -88,16 +91,18 @@ class Node:
     async def run(self, ready: Callable[["Node"], None] | None = None) -> None:
         async with running_host(self.identity.seed, self.listen, enable_mdns=self.config.mdns) as host:
             self.host = host
+            self.policy.attach(host)  # inbound_connection: denied peers' connections are closed
             host.set_stream_handler(CONTENT_PROTOCOL, self._serve)
             self.dht = KadDHT(host, DHTMode.SERVER, strict_validation=True)
             async with background_trio_service(self.dht), trio.open_nursery() as nursery:
                 await nursery.start(serve_control, socket_path(self.home.path), self._control_handlers())
                 await nursery.start(self.reputation.run, host)
+                await nursery.start(self.policy.run)  # writes aggregated policy decisions to the ledger
                 if self.config.metrics_enabled:
                     self.metrics.serve(self.config.metrics_port)
                 nursery.start_soon(self._watch_signals, nursery.cancel_scope)
                 for addr in self.bootstrap:
-                    nursery.start_soon(self.connect, addr)
+                    nursery.start_soon(self._bootstrap, addr)
                 nursery.start_soon(self._provide_all)
                 if ready:
                     ready(self)
@@ -108,14 +113,18 @@ class Node:
     def close(self) -> None:
         self._flush_served()
         self.store.close()
+        self.policy.close()
         self.reputation.close()
 
     def stop(self) -> None:
         self._stop.set()
 
     async def _watch_signals(self, scope: trio.CancelScope) -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
             async for sig in signals:
+                if sig == signal.SIGHUP:  # reload the policy file; an invalid one leaves the old in force
+                    self.policy.reload()
+                    continue
                 log.warning("received %s, stopping", signal.Signals(sig).name)
                 self.stop()
                 return
@@ -134,6 +143,7 @@ class Node:
         info = parse_peer_multiaddr(addr)
         if str(info.peer_id) == self.peer_id:
             raise VouchnetError("refusing to dial our own peer ID")
+        self.policy.check_dial(str(info.peer_id), info)  # outbound_dial: PolicyDenied if refused
         try:
             with trio.fail_after(10):
                 await connect_fresh(self.host, info)
@@ -149,6 +159,13 @@ class Node:
         self.metrics.peers.set(len(self.host.get_connected_peers()))
         log.info("connected to %s", info.peer_id)
         return str(info.peer_id)
+
+    async def _bootstrap(self, addr: str) -> None:
+        """Dial a bootstrap peer; a dead or refused one is logged, never fatal to the node."""
+        try:
+            await self.connect(addr)
+        except VouchnetError as exc:
+            log.warning("bootstrap peer skipped: %s", exc)
 
     def connected_peers(self) -> list[str]:
         return [str(p) for p in self.host.get_connected_peers()] if self.host else []
@@ -238,6 +255,12 @@ class Node:
             self.metrics.requests.labels("invalid", "refused").inc()
             await self._refuse(stream, protocol.ErrorCode.BAD_REQUEST, str(exc))
             return "invalid"
+        # serve_request: DENIED, or BUSY over a LIMIT after waiting briefly for its tokens
+        refusal = await self.policy.serve_refusal(peer, stream, request, self.store, self.limits.request_timeout / 2)
+        if refusal is not None:
+            self.metrics.requests.labels("policy", "refused").inc()
+            await self._refuse(stream, *refusal)
+            return "refused"
         if isinstance(request, protocol.GetManifest):
             item = self.store.get(request.cid)
             if item is None or not item.complete:

@@ -60,6 +60,7 @@ def handlers(node: Any) -> dict[str, Callable[[dict[str, Any], Send], Awaitable[
             if pid not in node.connected_peers():
                 try:
                     from overlay.libp2p_compat import connect_fresh
+                    node.policy.check_dial(pid, info)  # outbound_dial applies to DHT-found providers too
                     with trio.fail_after(5):
                         await connect_fresh(node.host, info)
                 except Exception:  # nosec B110 - an unreachable provider is simply skipped
@@ -127,7 +128,8 @@ def handlers(node: Any) -> dict[str, Callable[[dict[str, Any], Send], Awaitable[
         return {"stopping": True}
 
     return {"status": status, "peers": peers, "connect": connect, "fetch": fetch, "share": share, "stop": stop,
-            "trust": trust, "explain": explain, "rate": rate}
+            "trust": trust, "explain": explain, "rate": rate,
+            **node.policy.control_handlers()}  # policy-show, policy-explain, policy-reload, policy-stats
 
 
 def rate_content(store: Any, reputation: Any, cid: str, verdict: str, reason: str) -> dict[str, Any]:

@@ -38,6 +38,7 @@ class ReputationService:
         self._distrusted: set[str] = set()
         self._head_size = -1
         self.stats = {"attestations_in": 0, "attestations_out": 0, "heads_in": 0, "equivocations": 0, "replays": 0}
+        self.policy: Any = None  # overlay.policy_service.PolicyService, set by the node
 
     def close(self) -> None:
         self.ledger.close()
@@ -92,7 +93,10 @@ class ReputationService:
         self._distrusted = out
 
     def accept_origin(self, origin: str) -> bool:
-        return not self.distrusted(origin)
+        """Gossip validator gate (delivery and forwarding): not distrusted, and relay_gossip allowed."""
+        if self.distrusted(origin):
+            return False
+        return self.policy is None or self.policy.allows("relay_gossip", origin)
 
     def app_score(self, peer: str) -> float:
         if peer in self.rep.state.equivocators:
@@ -149,6 +153,8 @@ class ReputationService:
             log.debug("could not publish %s: %s", what, exc)
 
     def _on_attestation(self, att: Attestation, envelope: bytes, origin: str) -> None:
+        if self.policy is not None and not self.policy.allows("accept_attestation", origin, publisher=att.issuer):
+            return
         outcome, eq = self.rep.receive_attestation(envelope)
         self.stats["attestations_in"] += 1
         if outcome in ("old", "duplicate"):
@@ -164,6 +170,8 @@ class ReputationService:
             self._equivocation_found(eq, publish=False)  # gossip forwards it already
 
     def _on_head(self, head: TreeHead, envelope: bytes, origin: str) -> None:
+        if self.policy is not None and not self.policy.allows("accept_head", origin, publisher=head.issuer):
+            return
         self.stats["heads_in"] += 1
         eq = self.ledger.add_peer_head(envelope)
         if eq is not None and self.rep.receive_equivocation(eq):
