@@ -47,6 +47,18 @@ class NodeProc:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
 
 
+def wait_for(predicate, what: str, timeout: float = 10.0, poll: float = 0.2):
+    """Poll ``predicate`` until it returns something truthy (returned); fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
+
+
 def init_home(home: Path, config_extra: str = "") -> Path:
     run_cli("init", home=home, check=True)
     if config_extra:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from tests.nodes import Cluster, NodeProc
+from tests.nodes import Cluster, NodeProc, wait_for
 from tests.test_integration import add_node, fetch, prepare_home
 from trust.ledger import Ledger
 
@@ -40,17 +40,6 @@ def home_for(root: Path, name: str) -> Path:
 def write_policy(node: NodeProc, text: str) -> str:
     (node.home / "policy.toml").write_text(text)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def wait_for(predicate, what: str, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
 
 
 def cluster_cli(home: Path, *args: str) -> str:

@@ -13,12 +13,16 @@ from pathlib import Path
 import pytest
 
 from tests.adversary import clone_content
-from tests.nodes import Cluster
+from tests.nodes import Cluster, wait_for as _wait_for
 from tests.test_integration import add_adversary, add_node, bootstrap_args, fetch, prepare_home
 
 pytestmark = pytest.mark.network
 
 DEADLINE = 15.0  # "within seconds": ticks are 0.5 s here, so this is generous for a loaded CI box
+
+
+def wait_for(predicate, what: str, timeout: float = DEADLINE):
+    return _wait_for(predicate, what, timeout, poll=0.3)
 
 
 def fast_reputation(home: Path) -> Path:
@@ -30,17 +34,6 @@ def fast_reputation(home: Path) -> Path:
 def trust_row(node, peer: str) -> dict | None:
     rows = node.cli_json("trust", "show", peer)
     return rows[0] if rows else None
-
-
-def wait_for(predicate, what: str, timeout: float = DEADLINE):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
 
 
 @pytest.fixture(scope="module")
