@@ -145,8 +145,8 @@ def _progress(total: int, label: str):
     class Bar:
         def __enter__(self):
             prog.__enter__()
-            self.task = prog.add_task(label, total=total)
-            return lambda done: prog.update(self.task, completed=done)
+            self.task = prog.add_task(label, total=total or None)
+            return lambda done, total=None: prog.update(self.task, completed=done, total=total)
 
         def __exit__(self, *exc):
             return prog.__exit__(*exc)

@@ -1,7 +1,6 @@
 """Node commands: run a node, and talk to a running one through its control socket."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -135,9 +134,7 @@ def fetch(obj: Ctx, cid: str, output: Path | None, providers: tuple[str, ...], f
         with bar as update:
             def on_event(ev: dict) -> None:
                 if ev.get("event") == "progress":
-                    bar_task = getattr(bar, "task", None)
-                    if bar_task is not None:
-                        update(ev["done"])
+                    update(ev["done"], ev["total"])
             result = _call(obj, req, timeout=3600, on_event=on_event)
     if as_json:
         emit_json(result)
@@ -159,4 +156,3 @@ def node_stop(obj: Ctx) -> None:
     click.echo("stopping")
 
 
-_ = json
