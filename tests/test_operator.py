@@ -58,3 +58,21 @@ def test_metrics_endpoint_and_json_logs(tmp_path):
         key = (home / "identity.key").read_text()
         seed = json.loads(key)["seed"]
         assert seed not in m.log()  # secrets never reach logs
+
+
+def test_mdns_is_opt_in_and_finds_local_peers(tmp_path):
+    with Cluster(tmp_path) as cluster:
+        homes = []
+        for name in ("A", "B"):
+            home = prepare_home(tmp_path / name)
+            cfg = home / "config.toml"
+            cfg.write_text(cfg.read_text().replace("mdns = false", "mdns = true"))
+            homes.append(home)
+        a = add_node(cluster, "A", home=homes[0])
+        b = add_node(cluster, "B", home=homes[1])
+        from tests.nodes import wait_for
+        wait_for(lambda: a.peer_id in {r["peer_id"] for r in b.cli_json("peers") if r["connected"]},
+                 "mDNS to bring A and B together", timeout=20)
+        # without mdns (the default) a third node sees nobody
+        c = add_node(cluster, "C")
+        assert c.cli_json("status")["connected_peers"] == 0
