@@ -65,7 +65,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from overlay.libp2p_compat import import_libp2p, size_pubsub_buffers
+from overlay.libp2p_compat import import_libp2p, safe_blacklist_teardown, size_pubsub_buffers
 
 import_libp2p()
 
@@ -314,6 +314,7 @@ class Gossip:
         size_pubsub_buffers(
             self.pubsub, outbound_queue_size=p.outbound_queue_size, subscription_buffer=p.subscription_buffer
         )
+        safe_blacklist_teardown(self.pubsub)
         self._validators = {topic: self._make_validator(topic) for topic in TOPICS}
 
     # ------------------------------------------------------------------ lifecycle
@@ -411,6 +412,10 @@ class Gossip:
             # add_to_blacklist needs the running service for its teardown task; with no
             # service there is no stream to tear down.
             self.pubsub.blacklisted_peers.add(pid)
+
+    def unblacklist(self, peer_id: str) -> None:
+        """Accept ``peer_id`` again (its trust recovered)."""
+        self.pubsub.remove_from_blacklist(_to_id(peer_id))
 
     def is_blacklisted(self, peer_id: str) -> bool:
         return self.pubsub.is_peer_blacklisted(_to_id(peer_id))

@@ -17,6 +17,7 @@ Workarounds:
 (f) the swarm dials every peer in its peerstore by itself -> :func:`disable_auto_dial`
 (g) pubsub outbound queues and subscription channels hold
     32 entries and drop the rest silently                  -> :func:`size_pubsub_buffers`
+(h) blacklisting a peer can crash the whole pubsub service -> :func:`safe_blacklist_teardown`
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [
     "connect_fresh",
     "disable_auto_dial",
     "size_pubsub_buffers",
+    "safe_blacklist_teardown",
 ]
 
 _LIBP2P_LOGGER = "libp2p"
@@ -299,3 +301,35 @@ def size_pubsub_buffers(pubsub: Any, *, outbound_queue_size: int, subscription_b
         raise RuntimeError("size_pubsub_buffers() must be called before the pubsub service starts")
     pubsub.peer_queues = _SizedPeerQueues(outbound_queue_size)
     pubsub.subscribed_topics_receive = _SizedSubscriptions(pubsub, subscription_buffer)
+
+
+# ---------------------------------------------------------------------------------------
+# (h) Blacklisting a peer can crash the pubsub service.
+#
+# Verified: libp2p/pubsub/pubsub.py `add_to_blacklist` (line 685) runs
+# `_teardown_if_connected` (line 701) as a service task. That task awaits `stream.reset()`
+# and then does `del self.peers[peer_id]`; while it awaits, the dead-stream handler may
+# already have removed the peer, so the `del` raises KeyError, the task fails, and the
+# service manager takes the whole Pubsub service (and with it our node) down. Seen here when
+# a distrusted peer was blacklisted right as its connection closed.
+#
+# Fix: replace the method on our Pubsub instance with one that removes the peer only if it
+# is still there. Same behaviour otherwise.
+# ---------------------------------------------------------------------------------------
+def safe_blacklist_teardown(pubsub: Any) -> None:
+    original = getattr(type(pubsub), "_teardown_if_connected", None)
+    forget = getattr(pubsub, "_forget_all_subscriptions", None)
+    if original is None or forget is None or not hasattr(pubsub, "peers"):
+        raise RuntimeError("py-libp2p's Pubsub changed: re-check workaround (h) in overlay/libp2p_compat.py")
+
+    async def _teardown_if_connected(peer_id: Any) -> None:
+        stream = pubsub.peers.get(peer_id)
+        if stream is not None:
+            try:
+                await stream.reset()
+            except Exception:  # nosec B110 - the stream may already be gone; removal follows
+                pass
+            pubsub.peers.pop(peer_id, None)
+        forget(peer_id)
+
+    pubsub._teardown_if_connected = _teardown_if_connected

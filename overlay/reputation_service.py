@@ -90,6 +90,13 @@ class ReputationService:
             neg, pos = votes.get(peer, (0.0, 0.0))
             if neg > pos:
                 out.add(peer)
+        if self.gossip is not None and self.gossip.is_running:
+            # Below the floor: GossipSub's score alone does not stop a graylisted peer's
+            # messages in py-libp2p 0.8, so cut it off at the pubsub layer too.
+            for peer in out - self._distrusted:
+                self.gossip.blacklist(peer)
+            for peer in self._distrusted - out - rep.state.equivocators:
+                self.gossip.unblacklist(peer)
         self._distrusted = out
 
     def accept_origin(self, origin: str) -> bool:

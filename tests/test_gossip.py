@@ -463,3 +463,42 @@ def test_running_lifecycle():
                     pass  # pragma: no cover
 
     run(body)
+
+
+def test_blacklist_teardown_survives_a_peer_that_left_meanwhile():
+    """Workaround (h): py-libp2p's teardown `del`s a peer another task may already have removed."""
+    import trio
+
+    from overlay.libp2p_compat import safe_blacklist_teardown
+
+    class FakePubsub:
+        def __init__(self):
+            self.peers = {}
+            self.forgotten = []
+
+        async def _teardown_if_connected(self, peer_id):  # the library's shape, with its bug
+            stream = self.peers.get(peer_id)
+            if stream is not None:
+                await stream.reset()
+                del self.peers[peer_id]
+
+        def _forget_all_subscriptions(self, peer_id):
+            self.forgotten.append(peer_id)
+
+    class Stream:
+        def __init__(self, pubsub, peer):
+            self.pubsub, self.peer = pubsub, peer
+
+        async def reset(self):
+            await trio.sleep(0)
+            self.pubsub.peers.pop(self.peer, None)  # the dead-stream handler wins the race
+
+    buggy = FakePubsub()
+    buggy.peers["p"] = Stream(buggy, "p")
+    with pytest.raises(KeyError):  # the control: the unpatched teardown fails
+        trio.run(buggy._teardown_if_connected, "p")
+    fixed = FakePubsub()
+    fixed.peers["p"] = Stream(fixed, "p")
+    safe_blacklist_teardown(fixed)
+    trio.run(fixed._teardown_if_connected, "p")
+    assert fixed.peers == {} and fixed.forgotten == ["p"]

@@ -458,3 +458,19 @@ def test_audit_binds_stored_copies_to_signed_records(tmp_path: Path) -> None:
         where = {p.where: p.what for p in report.problems}
         assert "differs from the signed" in where["entry 0"]
         assert "issuer" in where[f"entry {led.size - 2}"]
+
+
+def test_incremental_global_trust_matches_a_cold_computation(tmp_path: Path) -> None:
+    me = Identity.from_seed(b"\x07" * 32)
+    peers = [Identity.from_seed(bytes([i]) * 32) for i in range(20, 30)]
+    r = Reputation(Ledger(tmp_path / "inc.db", me), me)
+    now = 1_700_000_500.0
+    r.record(*(ob(p, Kind.CHUNK_VERIFIED, now - 10, count=i + 1) for i, p in enumerate(peers[:3])))
+    for step in range(6):  # attestations arrive between computations, some replacing earlier ones
+        a, b = peers[step % 3], peers[3 + step]
+        r.receive_attestation(att(a, b, 0.2 + 0.1 * step, seq=1 + step // 3))
+        snap = r.compute(now + step)
+        cold = r.state.global_(r.state.local(snap.at_ms / 1000, r.params), r.damping, r.anchors)
+        for p in set(cold) | set(snap.global_):
+            assert abs(round(cold.get(p, 0.0) * TRUST_SCALE) - snap.global_.get(p, 0)) <= 2, (step, p)
+    assert r.engine.matrix_builds >= 1

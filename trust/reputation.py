@@ -63,6 +63,7 @@ class _Replay:
     equivocators: set[str] = field(default_factory=set)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     last_seen: dict[str, float] = field(default_factory=dict)
+    changed_issuers: set[str] = field(default_factory=set)  # rows to refresh in an incremental engine
 
     def apply(self, idx: int, kind: str, body: dict[str, Any], verify: bool = False) -> None:
         if kind == "observation":
@@ -80,6 +81,7 @@ class _Replay:
         elif kind == "attestation-received":
             att = open_attestation(body["envelope"]) if verify else Attestation.from_dict(body["att"])
             self.received[(att.issuer, att.subject)] = ReceivedAttestation(att, body["envelope"], idx)
+            self.changed_issuers.add(att.issuer)
         elif kind == "attestation-issued":
             att = open_attestation(body["envelope"]) if verify else Attestation.from_dict(body["att"])
             self.issued[att.subject] = (att, idx)
@@ -95,18 +97,27 @@ class _Replay:
         return normalise(score_peers(self.evidence, now, params), now, params,
                          exclude=self.equivocators | {self.self_id})
 
-    def global_(self, local: dict[str, float], damping: float, anchors: Iterable[str]) -> dict[str, float]:
-        engine = TrustEngine(TrustParams(damping=damping), self_id=self.self_id)
+    def global_(self, local: dict[str, float], damping: float, anchors: Iterable[str],
+                engine: TrustEngine | None = None) -> dict[str, float]:
+        """Global trust. With a persistent ``engine`` only the rows that changed since the last
+        call are replaced and the power iteration warm-starts (incremental); without one, a
+        cold computation from scratch (what the audit does to check stored snapshots)."""
+        incremental = engine is not None
+        if engine is None:
+            engine = TrustEngine(TrustParams(damping=damping), self_id=self.self_id)
         engine.set_local_trust(self.self_id, local)
-        rows: dict[str, dict[str, float]] = {}
+        issuers = self.changed_issuers if incremental else {i for i, _ in self.received}
+        rows: dict[str, dict[str, float]] = {i: {} for i in issuers if i != self.self_id}
         for (issuer, subject), ra in sorted(self.received.items()):
-            if issuer != self.self_id:
-                rows.setdefault(issuer, {})[subject] = ra.att.trust
+            if issuer in rows:
+                rows[issuer][subject] = ra.att.trust
         for issuer, row in rows.items():
             engine.set_local_trust(issuer, row)
+        if incremental:
+            self.changed_issuers = set()
         engine.set_anchors({a: 1.0 for a in anchors if a != self.self_id})
         engine.set_distrusted(set(self.equivocators) - {self.self_id})
-        result = engine.compute(warm_start=False)
+        result = engine.compute(warm_start=incremental)
         return {p: result.trust_of(p) for p in engine.peer_ids}
 
 
@@ -123,6 +134,7 @@ class Reputation:
         self.damping = damping
         self.params = params
         self.state = _Replay(identity.peer_id)
+        self.engine = TrustEngine(TrustParams(damping=damping), self_id=identity.peer_id)
         self.last_snapshot: Snapshot | None = None
         for e in ledger.entries():
             self.state.apply(e.idx, e.kind, e.body)
@@ -227,7 +239,7 @@ class Reputation:
         now_ms = _ms(now)
         now = now_ms / 1000  # the snapshot must be recomputable from what is stored
         local = self.state.local(now, self.params)
-        glob = self.state.global_(local, self.damping, self.anchors)
+        glob = self.state.global_(local, self.damping, self.anchors, self.engine)
         snap = Snapshot(now_ms, _ppm(local), _ppm(glob), int(round(self.damping * DAMPING_SCALE)), self.anchors)
         if snapshot:
             self.ledger.append("trust-snapshot", {"self": self.peer_id, "at": snap.at_ms, "local": snap.local,
