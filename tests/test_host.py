@@ -6,7 +6,6 @@ runs under trio.run with a trio.fail_after bound, and every host is closed on ex
 
 from __future__ import annotations
 
-import logging
 import socket
 import subprocess
 import sys

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from policy import (ENTRY_POINT_GROUP, Action, Context, Decision, GuardedRule, PluginError, Policy, Problem,
-                    RuleConfigError, Verdict, available_plugins, resolve_plugin, validate)
+from policy import (ENTRY_POINT_GROUP, Action, Context, Decision, GuardedRule, PluginError, Policy, RuleConfigError, Verdict, available_plugins, resolve_plugin, validate)
 from policy.rules import AllowAll, DenyPeers
 from trust.peerid import peer_id_from_public_key
 
