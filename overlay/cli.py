@@ -288,6 +288,7 @@ from overlay import cli_node  # noqa: E402,F401  (registers the node commands on
 from overlay import cli_ledger  # noqa: E402,F401  (registers the ledger commands on `main`)
 from overlay import cli_trust  # noqa: E402,F401  (registers rate and trust commands on `main`)
 from overlay import cli_policy  # noqa: E402,F401  (registers the policy commands and --policy on `main`)
+from overlay import cli_sim  # noqa: E402,F401  (registers the sim command on `main`)
 
 if __name__ == "__main__":
     # `python -m overlay.cli` runs this file as __main__, a second copy of the module: cli_node
