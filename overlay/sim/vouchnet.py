@@ -55,7 +55,7 @@ from overlay.sim.transport import Gossip
 from overlay.sim.variants import Variant
 from overlay.sim.world import CORRUPT, GOOD, NEWCOMER, Population, World, identity_seed
 from policy import Action, Verdict
-from trust.attestation import TRUST_SCALE, Attestation, Equivocation, check_equivocation, evidence_digest
+from trust.attestation import TRUST_SCALE, Attestation, Equivocation, evidence_digest
 from trust.attestation import sign_attestation
 from trust.identity import Identity
 from trust.local_trust import LocalTrustParams, normalise, score_peers
@@ -133,29 +133,16 @@ class SimReputation(Reputation):
         """`Reputation.receive_attestation` for an envelope the transport already opened and
         verified: the same replay and equivocation rules, and the same state change as
         `_Replay.apply("attestation-received", ...)` (which would only decode the record again)."""
-        if att.issuer == self.peer_id:
-            return "self", None
+        settled = self.classify_attestation(att, envelope)
+        if settled is not None:
+            return settled
         key = (att.issuer, att.subject)
         prev = self.state.received.get(key)
-        if prev is not None:
-            if att.seq < prev.att.seq:
-                return "old", None
-            if att.seq == prev.att.seq:
-                if prev.att == att:
-                    return "duplicate", None
-                if envelope and prev.envelope:
-                    eq = check_equivocation(prev.envelope, envelope, Attestation.TAG)
-                    self.receive_equivocation(eq)
-                    return "equivocation", eq
-                self.state.equivocators.add(att.issuer)
-                return "equivocation", None
         idx = self.ledger.append("attestation-received", {})
         # What _Replay.apply("attestation-received", ...) does, minus decoding the record again
         # (tests/test_sim.py checks that both leave the same state).
         self.state.received[key] = ReceivedAttestation(att, envelope, idx)
-        changed = getattr(self.state, "changed_issuers", None)
-        if changed is not None:
-            changed.add(att.issuer)
+        self.state.changed_issuers.add(att.issuer)
         return ("replaced" if prev else "accepted"), None
 
     def issue(self, now: float, sign: bool, min_change: int = 1000) -> list[tuple[Attestation, bytes]]:
