@@ -173,7 +173,7 @@ def main() -> None:
         db = sqlite3.connect(copy / "ledger.db")
         idx, body = db.execute("SELECT idx, body FROM entries WHERE kind = 'observation' ORDER BY idx LIMIT 1").fetchone()
         db.execute("UPDATE entries SET body = ? WHERE idx = ?", (body.replace(b"chunk_invalid", b"chunk_verified")
-                                                                    if b"chunk_invalid" in body else body[:-1] + b"\x00", idx))
+                                                                    if b"chunk_invalid" in body else body[:-1] + bytes([body[-1] ^ 1]), idx))
         db.commit()
         db.close()
         console.print(f"  rewrote entry {idx} of the copy with sqlite3")

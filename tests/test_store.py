@@ -171,7 +171,8 @@ def test_verify_external_file(tmp_path, published):
     assert pub.verify_external(src, item.cid).ok
     assert pub.find_by_file(src) == [item.cid]
     bad = tmp_path / "bad"
-    bad.write_bytes(src.read_bytes()[:-1] + b"\0")
+    data = src.read_bytes()
+    bad.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # a flip, never a no-op
     assert not pub.verify_external(bad, item.cid).ok
     assert pub.find_by_file(bad) == []
 
