@@ -226,6 +226,165 @@ def test_decode_body_rejects_what_strict_decoding_rejects():
             decode_body(bad)
 
 
+# --- the audit's regex check of flat bodies --------------------------------------------------------
+
+_flat_scalars = st.one_of(st.integers(-(1 << 64), (1 << 64) - 1), st.text(max_size=30),
+                          st.text("ab", min_size=250, max_size=260), st.binary(max_size=30), st.booleans(), st.none())
+_flat_bodies = st.dictionaries(st.sampled_from(["a", "n", "at", "ev", "cid", "x" * 30]), _flat_scalars, max_size=6)
+
+
+def _strict_ok(data: bytes) -> bool:
+    try:
+        decode_body(data)
+        return True
+    except DecodeError:
+        return False
+
+
+def _in_regex_scope(body: dict) -> bool:
+    return all(len(v) < 256 and (type(v) is bytes or v.isascii()) for v in body.values() if isinstance(v, (str, bytes)))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])  # each compiles a regex
+@given(st.lists(_flat_bodies, min_size=1, max_size=6), st.data())
+def test_body_regex_accepts_only_what_decode_body_accepts(bodies, data):
+    from trust.ledger import _Shapes
+    shapes = _Shapes()
+    enc = [encode_body(b) for b in bodies]
+    for e in enc:
+        shapes.learn("k", decode_body(e))  # keys in canonical order, as the audit learns them
+    missed = set(shapes.unmatched("k", enc))
+    assert missed == {i for i, b in enumerate(bodies) if not _in_regex_scope(b)}  # the fast path is taken
+    # mutants: a byte changed, inserted or deleted, or bytes moved across the boundary of two bodies
+    cands = list(enc)
+    for _ in range(data.draw(st.integers(1, 6))):
+        i = data.draw(st.integers(0, len(cands) - 1))
+        b = bytearray(cands[i])
+        pos = data.draw(st.integers(0, len(b)))
+        op = data.draw(st.sampled_from(["set", "insert", "delete", "move"]))
+        if op == "set" and pos < len(b):
+            b[pos] = data.draw(st.integers(0, 255))
+        elif op == "insert":
+            b.insert(pos, data.draw(st.integers(0, 255)))
+        elif op == "delete" and pos < len(b):
+            del b[pos]
+        elif op == "move" and i + 1 < len(cands):
+            b += cands[i + 1][:pos]
+            cands[i + 1] = cands[i + 1][pos:]
+        cands[i] = bytes(b)
+    missed = set(shapes.unmatched("k", cands))
+    for i, c in enumerate(cands):
+        assert i in missed or _strict_ok(c), c
+
+
+def test_body_regex_refuses_every_non_canonical_form():
+    from trust.ledger import _Shapes
+    shapes = _Shapes()
+    good = {"a": 1, "b": "text", "c": b"\x00\xff", "d": None, "e": True, "f": -300, "g": 1 << 40}
+    shapes.learn("k", good)
+    ok = encode_body(good)
+    assert list(shapes.unmatched("k", [ok])) == []
+    variants = [
+        ok.replace(b"\x61a\x01", b"\x61a\x18\x01"),               # non-minimal integer
+        ok.replace(b"\x61f\x39\x01\x2b", b"\x61f\x3a\x00\x00\x01\x2b"),  # non-minimal negative integer
+        ok.replace(b"\x64text", b"\x78\x04text"),                 # non-minimal length
+        ok.replace(b"\x64text", b"\x7f\x64text\xff"),             # indefinite-length text
+        ok.replace(b"\x61a\x01", b"\x61a\xf9\x3c\x00"),           # float
+        ok.replace(b"\x61a\x01", b"\x61a\xc1\x01"),               # tag
+        ok.replace(b"\x61a\x01", b"\x61a\xc2\x41\x01"),           # bignum
+        ok.replace(b"\xf6", b"\xf7"),                             # undefined
+        ok.replace(b"\x64text", b"\x64te\xffx"),                  # invalid UTF-8
+        ok.replace(b"\x64text", "\x64tèx".encode()),              # canonical, but not ASCII
+        ok + b"\x00",                                             # trailing byte
+        ok[:-1],                                                  # truncated
+        b"\xa8" + ok[1:] + b"\x61h\x01",                          # canonical, but a key the regex does not know
+        ok.replace(b"\x61a\x01", b"\x61b\x01"),                   # duplicate key
+        ok.replace(b"\x61a\x01\x61b", b"\x61b\x01\x61a"),         # keys out of order
+    ]
+    assert set(shapes.unmatched("k", variants)) == set(range(len(variants)))
+    assert [_strict_ok(v) for v in variants] == [False] * 9 + [True, False, False, True, False, False]
+
+
+def _one_kind_ledger(path: Path, me: Identity, n: int) -> None:
+    led = Ledger(path, me)
+    led.append_many([("observation", {"n": i % 7, "at": 1_700_000_000_000 + i, "ev": f"chunk {i} verified",
+                                      "peer": OTHERS[i % 5].peer_id, "bytes": 262144 + i}) for i in range(n)])
+    led.sign_head()
+    led.close()
+
+
+def _set_body(path: Path, idx: int, body: bytes) -> None:
+    """Store another body and its matching leaf: only the body checks (and the heads) can tell."""
+    db = sqlite3.connect(path)
+    ts, kind = db.execute("SELECT ts, kind FROM entries WHERE idx = ?", (idx,)).fetchone()
+    db.execute("UPDATE entries SET body = ?, leaf = ? WHERE idx = ?",
+               (body, leaf_hash(leaf_data(idx, ts, kind, body)), idx))
+    db.commit()
+    db.close()
+
+
+def _tamper_one_kind_ledger(path: Path) -> set[str]:
+    db = sqlite3.connect(path)
+    (body,) = db.execute("SELECT body FROM entries WHERE idx = 600").fetchone()
+    db.close()
+    assert body.startswith(b"\xa5\x61n\x05")
+    _set_body(path, 600, body.replace(b"\x61n\x05", b"\x61n\x18\x05", 1))           # non-minimal integer
+    _set_body(path, 1250, body.replace(b"chunk", b"ch\xffnk", 1))                    # invalid UTF-8
+    _flip_last_byte(path, "entries", "body", "idx", 1100)
+    _flip_last_byte(path, "entries", "leaf", "idx", 1000)
+    edit(path, ("UPDATE entries SET kind = 'rating' WHERE idx = 700", ()),
+         ("UPDATE entries SET ts = ts + 1 WHERE idx = 900", ()))
+    return {"entry 600", "entry 700", "entry 900", "entry 1000", "entry 1100", "entry 1250", "head seq 1"}
+
+
+def test_audit_of_one_kind_checks_bodies_without_decoding_them(tmp_path, me, monkeypatch):
+    import trust.ledger as mod
+    monkeypatch.setattr(mod, "_shapes", mod._Shapes())
+    decoded = []
+    real = mod.decode_body
+    monkeypatch.setattr(mod, "decode_body", lambda data: decoded.append(data) or real(data))
+    path = tmp_path / "l.db"
+    _one_kind_ledger(path, me, 1300)
+    led = Ledger(path, readonly=True, owner=me.peer_id)
+    sql: list[str] = []
+    led._db.set_trace_callback(sql.append)
+    report = led.audit(workers=1)
+    led.close()
+    assert report.ok and report.entries == 1300, report.problems
+    assert len(decoded) == mod.SUB  # only the first batch, which teaches the kind's regex
+    assert not any(q.startswith(mod._SQL_RANGE.split("?")[0]) for q in sql)  # neither idx nor kind fetched
+    expected = _tamper_one_kind_ledger(path)
+    report = audit(path, me, workers=1)
+    assert expected <= wheres(report), report.problems
+    msgs = {str(p) for p in report.problems}
+    assert any(m.startswith("entry 600: body is not canonical CBOR") for m in msgs), msgs
+    assert any(m.startswith("entry 1250: body is not canonical CBOR") for m in msgs), msgs
+
+
+def test_audit_of_one_kind_in_worker_processes_names_tampered_entries(tmp_path, me, monkeypatch):
+    import trust.ledger as mod
+    monkeypatch.setattr(mod, "PARALLEL_ROWS", 10)
+    monkeypatch.setattr(mod, "CHUNK", 1024)
+    path = tmp_path / "l.db"
+    _one_kind_ledger(path, me, 2500)
+    assert audit(path, me, workers=2).ok
+    expected = _tamper_one_kind_ledger(path)
+    assert expected <= wheres(audit(path, me, workers=2))
+
+
+def test_audit_when_idx_is_not_the_rowid(tmp_path, me):
+    path = tmp_path / "l.db"
+    _one_kind_ledger(path, me, 1300)
+    db = sqlite3.connect(path)
+    db.executescript("ALTER TABLE entries RENAME TO old; CREATE TABLE entries (idx INT, ts INTEGER, kind TEXT, "
+                     "body BLOB, leaf BLOB); INSERT INTO entries SELECT * FROM old; DROP TABLE old;")
+    db.close()
+    assert audit(path, me).ok
+    expected = _tamper_one_kind_ledger(path)
+    edit(path, ("INSERT INTO entries SELECT * FROM entries WHERE idx = 300", ()))  # idx 300 twice
+    assert expected | {"entry 301"} <= wheres(audit(path, me))
+
+
 def test_leaf_data_round_trip():
     data = leaf_data(7, 123, "peer-head", b"\xa0")
     assert data == struct.pack(">QQB", 7, 123, 9) + b"peer-head" + b"\xa0"
@@ -375,6 +534,44 @@ def test_audit_parallel_path_matches(healthy, me, monkeypatch):
          ("DELETE FROM entries WHERE idx = 40", ()))
     report = audit(healthy, me, workers=2)
     assert {"entry 21", "entry 40", "head seq 3"} <= wheres(report), report.problems
+
+
+def test_audit_goes_on_alone_without_a_core_to_spare(healthy, monkeypatch):
+    import trust.ledger as mod
+    from concurrent.futures import Future
+
+    class Pending(Future):  # a helper's task: runs only when its result is asked for
+        def __init__(self, fn, args, done):
+            super().__init__()
+            self.call, self.finished = (fn, args), done
+
+        def done(self):
+            return self.finished
+
+        def result(self, timeout=None):
+            return self.call[0](*self.call[1])
+
+    # a core to spare: helpers take all they can; none: this process stops handing out after two tasks
+    for starved, finished, remote in ((False, True, 10), (True, False, 2)):
+        class Pool:
+            def __init__(self, *a, **kw):
+                pass
+
+            def submit(self, fn, *args):
+                return Pending(fn, args, finished)
+
+            def shutdown(self, **kw):
+                pass
+        monkeypatch.setattr(mod, "ProcessPoolExecutor", Pool)
+        if starved:  # no CPU time passes while this process works: it gets no core at all
+            monkeypatch.setattr(mod.time, "process_time", lambda: 0.0)
+        led = Ledger(healthy, readonly=True)
+        try:
+            run = mod._Audit(led, 2, None, 0.0)._spread(lambda i: ("helper", i), lambda i: ("here", i),
+                                                         [(i,) for i in range(10)])
+            assert list(run) == [("helper", i) for i in range(remote)] + [("here", i) for i in range(remote, 10)]
+        finally:
+            led.close()
 
 
 def test_audit_rejects_another_owner(healthy, other_identity):
