@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from trust.errors import ConfigError
@@ -449,6 +449,7 @@ def graphs(draw):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(graphs())
+@example((["n0", "n1", "n2"], {"n2": {"n0": 5e-324, "n1": 2.0}}, "n0", {}, frozenset({"n1"}), 1.0))
 def test_random_graphs_match_dense_solve(g):
     ids, scores, me, anchors, bad, damping = g
     params = TrustParams(damping=damping, tolerance=1e-12, max_iterations=5000)

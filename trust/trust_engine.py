@@ -324,6 +324,10 @@ class TrustEngine:
         if vals.size:
             # Normalisation ignores scale; dividing by the max keeps row sums from overflowing.
             vals = vals / vals.max()
+            # A weight below 2^-1074 of the row's largest underflows to 0: it carried no trust,
+            # and left in, a row holding only such entries would sum to 0 (NaN once normalised).
+            nonzero = vals > 0.0
+            cols, vals = cols[nonzero], vals[nonzero]
             order = np.argsort(cols, kind="stable")  # same row in any dict order -> same matrix
             cols, vals = cols[order], vals[order]
         self._rows[src] = (cols, vals)
