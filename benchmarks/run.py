@@ -15,7 +15,7 @@ from pathlib import Path
 
 from benchmarks.common import Result
 
-BENCHMARKS = ["bench_merkle", "bench_trust", "bench_ledger", "bench_policy", "bench_stream", "bench_fetch"]
+BENCHMARKS = ["bench_merkle", "bench_records", "bench_trust", "bench_ledger", "bench_policy", "bench_stream", "bench_fetch"]
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
 

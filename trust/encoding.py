@@ -59,6 +59,13 @@ def _reject_tag(decoder: Any, tag: Any) -> Any:
 def _check_types(value: Any, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise DecodeError("record nests too deeply")
+    t = type(value)  # exact-type fast path for what decoding produces; subclasses take the long way
+    if t is bytes or t is str or t is bool or value is None:
+        return
+    if t is int:
+        if not -(2**64) <= value < 2**64:
+            raise DecodeError("integers beyond 64 bits (CBOR bignums) are not allowed")
+        return
     if isinstance(value, float):
         raise DecodeError("floating-point values are not allowed")
     if isinstance(value, int) and not isinstance(value, bool) and not -(2**64) <= value < 2**64:
@@ -123,7 +130,9 @@ def check_str(v: Any, key: str, max_bytes: int) -> str:
     if len(v.encode("utf-8")) > max_bytes:
         raise DecodeError(f"field {key!r} is longer than {max_bytes} bytes")
     # Control and format characters (C0, C1, bidi overrides, zero-width) can spoof what a
-    # terminal shows, so no field may carry them.
+    # terminal shows, so no field may carry them. Printable ASCII has none of them.
+    if v.isascii() and v.isprintable():
+        return v
     if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn") for c in v):
         raise DecodeError(f"field {key!r} contains control or invisible characters")
     return v
