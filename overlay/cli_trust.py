@@ -75,6 +75,9 @@ def trust() -> None:
 def trust_show(obj: Ctx, peer: str | None, as_json: bool) -> None:
     """Local and global trust, rank and number of attestations, per peer.
 
+    A peer is "reported (N%)" when credible witnesses' attestations call it faulty: N% of their
+    weight does. Reported peers are asked for content only after every unreported one.
+
     \b
     Examples:
       vouchnet --home ./alice trust show
@@ -90,7 +93,7 @@ def trust_show(obj: Ctx, peer: str | None, as_json: bool) -> None:
     for r in rows:
         ev = ", ".join(f"{k}={v}" for k, v in sorted(r["evidence"].items())) or "-"
         verdict = ("[red]equivocated[/]" if r["equivocated"] else "[red]distrusted[/]" if r["distrusted"]
-                   else "ok")
+                   else f"[yellow]reported ({r['fault_reports']:.0%})[/]" if r.get("fault_reports") else "ok")
         pid = r["peer_id"]
         table.add_row(str(r["rank"] or "-"), f"{pid[:12]}…{pid[-6:]}", f"{r['local']:.4f}", f"{r['global']:.4f}",
                       str(r["attestations"]), ev, verdict)

@@ -65,7 +65,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from overlay.libp2p_compat import import_libp2p, safe_blacklist_teardown, size_pubsub_buffers
+from overlay.libp2p_compat import count_pubsub_traffic, import_libp2p, safe_blacklist_teardown, size_pubsub_buffers
+from overlay.metrics import Metrics
 
 import_libp2p()
 
@@ -255,6 +256,8 @@ class Gossip:
     :param on_head: ``(head: TreeHead, envelope: bytes, origin: str)``
         Handlers may be plain functions or coroutine functions; their exceptions are
         logged and counted in :attr:`handler_errors`, never raised.
+    :param metrics: where RPCs, bytes and messages sent and received are counted
+        (``vouchnet_gossip_*``); default: a registry of its own.
     """
 
     def __init__(
@@ -267,8 +270,10 @@ class Gossip:
         on_attestation: Handler | None = None,
         on_equivocation: Handler | None = None,
         on_head: Handler | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.host = host
+        self.metrics = metrics if metrics is not None else Metrics()
         self.params = params if params is not None else GossipParams()
         self._accept_origin = accept_origin
         self._app_score = app_score
@@ -315,6 +320,7 @@ class Gossip:
             self.pubsub, outbound_queue_size=p.outbound_queue_size, subscription_buffer=p.subscription_buffer
         )
         safe_blacklist_teardown(self.pubsub)
+        count_pubsub_traffic(self.pubsub, self.metrics.count_gossip)
         self._validators = {topic: self._make_validator(topic) for topic in TOPICS}
 
     # ------------------------------------------------------------------ lifecycle

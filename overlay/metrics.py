@@ -20,6 +20,22 @@ class Metrics:
         self.fetch_seconds = Histogram(
             "vouchnet_fetch_seconds", "Time to fetch one content item", registry=r,
             buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300))
+        # Reputation gossip on the wire (overlay.gossip); direction is "sent" or "received".
+        self.gossip_rpcs = Counter(
+            "vouchnet_gossip_rpcs_total", "GossipSub RPC frames (messages and control)", ["direction"], registry=r)
+        self.gossip_bytes = Counter(
+            "vouchnet_gossip_bytes_total", "Bytes of GossipSub RPC frames, length prefixes included", ["direction"],
+            registry=r)
+        self.gossip_messages = Counter(
+            "vouchnet_gossip_messages_total", "Published messages in those RPCs (forwards and duplicates included)",
+            ["direction"], registry=r)
+
+    def count_gossip(self, direction: str, rpcs: int, nbytes: int, messages: int) -> None:
+        if rpcs:
+            self.gossip_rpcs.labels(direction).inc(rpcs)
+            self.gossip_bytes.labels(direction).inc(nbytes)
+        if messages:
+            self.gossip_messages.labels(direction).inc(messages)
 
     def serve(self, port: int) -> None:
         # Bound to loopback: metrics reveal peers and traffic, not for the network.

@@ -152,4 +152,5 @@ def trust_table(service: Any, peer: str | None = None) -> list[dict[str, Any]]:
     rows = service.rep.table()
     for r in rows:
         r["distrusted"] = service.distrusted(r["peer_id"])
+        r["fault_reports"] = round(service.risk(r["peer_id"]), 6)
     return [r for r in rows if r["peer_id"] == peer] if peer else rows

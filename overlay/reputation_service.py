@@ -13,13 +13,17 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 import trio
 
 from overlay.gossip import Gossip, GossipParams
+from overlay.metrics import Metrics
 from trust.attestation import Attestation, Equivocation, TreeHead
 from trust.ledger import Ledger
+from trust.local_trust import PROVEN_FAULTS
 from trust.observations import Observation
 from trust.reputation import Reputation
+from trust.witness import CHEATED, first_hand_verdict, witness_reports
 
 log = logging.getLogger("vouchnet.reputation")
 
@@ -28,14 +32,16 @@ LEDGER_FILE = "ledger.db"
 
 class ReputationService:
     def __init__(self, home: Path, identity: Any, *, anchors: Iterable[str] = (), damping: float = 0.15,
-                 interval: float = 2.0, trust_floor: float = 0.0):
+                 interval: float = 2.0, trust_floor: float = 0.0, metrics: Metrics | None = None):
         self.ledger = Ledger(Path(home) / LEDGER_FILE, identity)
         self.rep = Reputation(self.ledger, identity, anchors=anchors, damping=damping)
         self.interval = interval
         self.trust_floor = trust_floor
         self.gossip: Gossip | None = None
+        self.metrics = metrics
         self.dirty = True
         self._distrusted: set[str] = set()
+        self._risk: dict[str, float] = {}  # peer -> share of credible witness weight reporting a fault
         self._head_size = -1
         self.stats = {"attestations_in": 0, "attestations_out": 0, "heads_in": 0, "equivocations": 0, "replays": 0}
         self.policy: Any = None  # overlay.policy_service.PolicyService, set by the node
@@ -61,35 +67,49 @@ class ReputationService:
         return peer in self.rep.state.equivocators or peer in self._distrusted
 
     def _refresh_distrust(self) -> None:
-        """Recompute, once per trust computation, whom this node refuses to deal with.
+        """Recompute, once per trust computation, whom this node refuses to deal with and how
+        risky each remaining peer looks (trust/witness.py).
 
         A peer is distrusted when it equivocated; or when this node holds proven faults of
         its own (a chunk failing its proof, a forged manifest, content rated bad) that keep its
-        local trust at zero; or when it has no trust here and the attestations about it say
-        'zero' with more weight than those saying otherwise. An attestation weighs its
-        issuer's global trust here; only a node with no basis at all (no trusted issuer) counts
-        issuers alike, so sybils that nobody trusts cannot outvote one trusted witness.
+        local trust at zero; or when it has no local trust here and credible witnesses report
+        it faulty with more weight than they vouch for it (and its global trust is at or below
+        `trust_floor`). A peer with any credible fault report is tried only after every peer
+        without one (`rank`).
         """
         rep = self.rep
-        weights = {p: rep.trust_of(p)[1] for (p, _) in rep.state.received}
-        uniform = not any(w > 0 for w in weights.values())
-        votes: dict[str, list[float]] = {}
-        for (issuer, subject), ra in rep.state.received.items():
-            w = 1.0 if uniform else weights.get(issuer, 0.0)
-            v = votes.setdefault(subject, [0.0, 0.0])
-            v[0 if ra.att.value == 0 else 1] += w
-        out = set()
-        for peer in set(votes) | set(rep.state.counts):
-            local, glob = rep.trust_of(peer)
-            if local > 0 or glob > self.trust_floor:
+        received = rep.state.received
+        peers = sorted({p for key in received for p in key} | set(rep.state.counts) | {rep.peer_id})
+        index = {p: i for i, p in enumerate(peers)}
+        n = len(peers)
+        trust = [rep.trust_of(p) for p in peers]
+        glob = np.fromiter((g for _, g in trust), dtype=np.float64, count=n)
+        own = np.zeros(n, dtype=np.int8)
+        faulted = set()
+        for i, p in enumerate(peers):
+            counts = rep.state.counts.get(p, {})
+            if trust[i][0] > 0:
+                own[i] = first_hand_verdict(counts)
+            elif any(counts.get(k) for k in PROVEN_FAULTS):
+                own[i] = CHEATED
+                faulted.add(p)
+        excluded = np.zeros(n, dtype=bool)
+        for p in self._distrusted | rep.state.equivocators | {rep.peer_id}:
+            if p in index:
+                excluded[index[p]] = True
+        keys = list(received)
+        reports = witness_reports(
+            n, np.fromiter((index[i] for i, _ in keys), dtype=np.int64, count=len(keys)),
+            np.fromiter((index[j] for _, j in keys), dtype=np.int64, count=len(keys)),
+            np.fromiter((received[k].att.value == 0 for k in keys), dtype=bool, count=len(keys)),
+            glob, own, excluded)
+        out = set(faulted)
+        for i, p in enumerate(peers):
+            if trust[i][0] > 0 or p in faulted or p == rep.peer_id or glob[i] > self.trust_floor:
                 continue
-            counts = rep.state.counts.get(peer, {})
-            if any(counts.get(k) for k in ("chunk_invalid", "manifest_invalid", "content_bad")):
-                out.add(peer)
-                continue
-            neg, pos = votes.get(peer, (0.0, 0.0))
-            if neg > pos:
-                out.add(peer)
+            if reports.neg[i] > reports.pos[i]:
+                out.add(p)
+        self._risk = {p: reports.risk(i) for i, p in enumerate(peers) if reports.neg[i] > 0}
         if self.gossip is not None and self.gossip.is_running:
             # Below the floor: GossipSub's score alone does not stop a graylisted peer's
             # messages in py-libp2p 0.8, so cut it off at the pubsub layer too.
@@ -110,17 +130,23 @@ class ReputationService:
             return -1000.0
         return 100.0 * self.rep.trust_of(peer)[1]
 
+    def risk(self, peer: str) -> float:
+        """Share of credible witness weight reporting this peer faulty (0: nobody credible did)."""
+        return self._risk.get(peer, 0.0)
+
     def rank(self, peers: list[str]) -> list[str]:
-        """Fetch order: drop distrusted peers, most trusted first, unknown (newcomers) last."""
+        """Fetch order: drop distrusted peers; peers no credible witness reports faulty first,
+        then the others by rising share of fault reports; within each, most trusted first, so
+        unknown peers (newcomers) come last."""
         keep = [p for p in peers if not self.distrusted(p)]
-        return sorted(keep, key=lambda p: -self.rep.trust_of(p)[1])
+        return sorted(keep, key=lambda p: (self.risk(p), -self.rep.trust_of(p)[1]))
 
     # -- gossip ----------------------------------------------------------------------------------
 
     async def run(self, host: Any, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         self.gossip = Gossip(host, params=GossipParams(), accept_origin=self.accept_origin,
                              app_score=self.app_score, on_attestation=self._on_attestation,
-                             on_equivocation=self._on_equivocation, on_head=self._on_head)
+                             on_equivocation=self._on_equivocation, on_head=self._on_head, metrics=self.metrics)
         async with self.gossip.running():
             for peer in self.rep.state.equivocators:
                 self.gossip.blacklist(peer)

@@ -52,6 +52,16 @@ def issued(envs: list[bytes]) -> dict[str, Attestation]:
 
 # -- evidence -> local trust -> attestations ------------------------------------------------------
 
+def test_timeouts_alone_never_start_with_a_zero_attestation(rep: Reputation) -> None:
+    # A first zero is a fault report to others (trust/witness.py): an overloaded honest peer
+    # that only timed out must not get one; a proven fault must.
+    now = time.time()
+    rep.record(ob(B, Kind.CHUNK_VERIFIED, now - 60, 30), ob(A, Kind.TIMEOUT, now - 60, 3),
+               ob(C, Kind.CONTENT_BAD, now - 60))
+    got = issued(rep.issue_attestations(now))
+    assert A.peer_id not in got and got[C.peer_id].value == 0 and got[B.peer_id].value > 0
+
+
 def test_evidence_to_attestations(rep: Reputation) -> None:
     now = time.time()
     rep.record(ob(B, Kind.CHUNK_VERIFIED, now - 60, 30), ob(C, Kind.CHUNK_VERIFIED, now - 60, 10),

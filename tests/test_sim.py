@@ -36,14 +36,7 @@ def _numbers(result: dict) -> dict:
     return out
 
 
-@pytest.mark.parametrize("model", [
-    "A",
-    "B",
-    pytest.param("C", marks=pytest.mark.xfail(strict=True, reason="camouflaged collectives earn first-hand trust; "
-                                             "vouchnet is about 0.7x the baseline here (docs/evaluation.md)")),
-    pytest.param("D", marks=pytest.mark.xfail(strict=True, reason="spies vouch for the junk servers; vouchnet is "
-                                             "about 0.9x the baseline here (docs/evaluation.md)")),
-])
+@pytest.mark.parametrize("model", ["A", "B", "C", "D"])
 def test_vouchnet_at_most_a_quarter_of_no_reputation(model):
     v = _run(model)["variants"]
     none, vouchnet = v["none"]["frac_inauthentic"], v["vouchnet"]["frac_inauthentic"]
@@ -104,7 +97,8 @@ def _played(model: str, rounds: int) -> _Play:
 
 def _real_node(sim, node):
     """The node's own Reputation fed the same evidence and every attestation the node received."""
-    rep = SimReputation(MemoryLedger(), _Signer(node.peer_id, sim.ident(node.idx)), damping=sim.cfg.vn_damping)
+    rep = SimReputation(MemoryLedger(), _Signer(node.peer_id, sim.ident(node.idx)), anchors=node.rep.anchors,
+                        damping=sim.cfg.vn_damping)
     for e in node.rep.state.evidence:
         rep.record(Observation(e.peer, Kind(e.kind), count=e.count, at=e.at))
     for ra in sim.gossip.latest.values():
@@ -126,6 +120,9 @@ def test_shared_matrix_and_fast_distrust_match_the_node(model):
             service = SimReputationService(rep, sim.cfg.trust_floor)
             service._refresh_distrust()  # the node's rule, unchanged
             assert service._distrusted == node.service._distrusted
+            assert service._risk.keys() == node.service._risk.keys()
+            for peer, risk in service._risk.items():  # same witnesses; weights within the L1 below
+                assert abs(risk - node.service._risk[peer]) < 0.05, peer
             real, fast = rep.last_snapshot, node.rep.last_snapshot
             assert real.local == fast.local
             peers = set(real.global_) | set(fast.global_)

@@ -16,7 +16,7 @@ from trust import encoding
 from trust.attestation import (TRUST_SCALE, Attestation, Equivocation, check_equivocation, open_attestation,
                                open_equivocation, sign_attestation, evidence_digest)
 from trust.errors import DecodeError, SignatureError
-from trust.local_trust import Evidence, LocalTrustParams, normalise, score_peers
+from trust.local_trust import PROVEN_FAULTS, Evidence, LocalTrustParams, normalise, score_peers
 from trust.observations import Kind, Observation, PeerSummary
 from trust.peerid import is_peer_id
 from trust.trust_engine import TrustEngine, TrustParams
@@ -96,6 +96,10 @@ class _Replay:
     def local(self, now: float, params: LocalTrustParams) -> dict[str, float]:
         return normalise(score_peers(self.evidence, now, params), now, params,
                          exclude=self.equivocators | {self.self_id})
+
+    def has_proven_fault(self, peer: str) -> bool:
+        counts = self.counts.get(peer, {})
+        return any(counts.get(k) for k in PROVEN_FAULTS)
 
     def global_(self, local: dict[str, float], damping: float, anchors: Iterable[str],
                 engine: TrustEngine | None = None) -> dict[str, float]:
@@ -227,7 +231,9 @@ class Reputation:
             prev = self.state.issued.get(peer)
             if prev is not None and abs(prev[0].value - value) < min_change and not (value == 0 and prev[0].value):
                 continue
-            if prev is None and value == 0 and peer not in self.state.counts:
+            if prev is None and value == 0 and not self.state.has_proven_fault(peer):
+                # A first zero is read as a fault report (trust/witness.py): only for a proven
+                # fault, never for timeouts alone, which an overloaded honest peer also causes.
                 continue
             ps = scores.get(peer)
             digest = evidence_digest(sorted((ps.events if ps else {}).items()) + [self.state.evidence_idx.get(peer, [])[-64:]])

@@ -69,6 +69,7 @@ class SimConfig:
     explore: float = 0.1            # EigenTrust: chance of trying a zero-trust responder
     damping: float = 0.15           # EigenTrust's a
     vn_damping: float = 0.5        # vouchnet reputation.damping (the node's config key)
+    anchors: int = 1                # vouchnet reputation.anchors: honest peers each peer knows out of band
     trust_floor: float = 0.0        # vouchnet reputation.trust_floor (the node's config key)
     exempt_global: float = 0.0      # vouchnet policy newcomer_quarantine.exempt_global; 0 = 0.02 / peers
     round_seconds: int = 3600       # simulated time per round
@@ -100,6 +101,8 @@ class SimConfig:
             problems.append("trust_floor must be in [0, 1)")
         if not 1 <= self.min_chunks <= self.max_chunks:
             problems.append("need 1 <= min_chunks <= max_chunks")
+        if not 0 <= self.anchors <= 20:
+            problems.append(f"anchors must be between 0 and 20, got {self.anchors}")
         if self.sybils < 1 or self.good_rounds < 1 or self.bad_rounds < 1:
             problems.append("sybils, good_rounds and bad_rounds must be >= 1")
         bad = [v for v in self.variants if v not in VARIANTS]

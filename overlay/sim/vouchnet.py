@@ -58,11 +58,12 @@ from policy import Action, Verdict
 from trust.attestation import TRUST_SCALE, Attestation, Equivocation, evidence_digest
 from trust.attestation import sign_attestation
 from trust.identity import Identity
-from trust.local_trust import LocalTrustParams, normalise, score_peers
+from trust.local_trust import PROVEN_FAULTS, LocalTrustParams, normalise, score_peers
 from trust.observations import Kind, Observation
 from trust.peerid import peer_id_from_public_key
 from trust.reputation import DAMPING_SCALE, ReceivedAttestation, Reputation, Snapshot, _ppm
 from trust.trust_engine import TrustEngine, TrustParams
+from trust.witness import CHEATED, UNKNOWN, first_hand_verdict, witness_reports
 
 T0 = 1_700_000_000  # simulated clock origin (unix seconds)
 
@@ -97,8 +98,6 @@ rate = 2.0
 exempt_local = 0.001
 exempt_global = {exempt_global}
 """
-
-FAULT_KINDS = ("chunk_invalid", "manifest_invalid", "content_bad")  # as in _refresh_distrust
 
 
 class MemoryLedger:
@@ -163,7 +162,9 @@ class SimReputation(Reputation):
             prev = self.state.issued.get(peer)
             if prev is not None and abs(prev[0].value - value) < min_change and not (value == 0 and prev[0].value):
                 continue
-            if prev is None and value == 0 and peer not in self.state.counts:
+            if prev is None and value == 0 and not self.state.has_proven_fault(peer):
+                # A first zero is read as a fault report (trust/witness.py): only for a proven
+                # fault, never for timeouts alone, which an overloaded honest peer also causes.
                 continue
             seq = prev[0].seq + 1 if prev else 1
             if sign:
@@ -190,6 +191,7 @@ class SimReputationService(ReputationService):
         self.gossip = None
         self.dirty = True
         self._distrusted: set[str] = set()
+        self._risk: dict[str, float] = {}
         self._head_size = -1
         self.stats = {"attestations_in": 0, "attestations_out": 0, "heads_in": 0, "equivocations": 0, "replays": 0}
         self.policy = None
@@ -197,11 +199,12 @@ class SimReputationService(ReputationService):
 
 class SimNode:
     def __init__(self, idx: int, peer_id: str, identity: Any, cfg: SimConfig, policy_path: Path,
-                 clock: Any, full: bool) -> None:
+                 clock: Any, full: bool, anchors: list[str] = []) -> None:
         self.idx = idx
         self.peer_id = peer_id
         self.full = full
-        self.rep = SimReputation(MemoryLedger(), _Signer(peer_id, identity), damping=cfg.vn_damping)
+        self.rep = SimReputation(MemoryLedger(), _Signer(peer_id, identity), anchors=anchors,
+                                 damping=cfg.vn_damping)
         self.service = SimReputationService(self.rep, cfg.trust_floor)
         self.policy = PolicyService(policy_path.parent, policy_path, explicit=True, rep=self.rep, ledger=None,
                                     clock=clock)
@@ -286,7 +289,11 @@ class Vouchnet(Variant):
         return key
 
     def _node(self, idx: int, full: bool) -> SimNode:
-        node = SimNode(idx, self.pid(idx), self.ident(idx), self.cfg, self.policy_path, self.clock, full)
+        # Personal anchors: a few honest peers this peer knows out of band (reputation.anchors).
+        rng = random.Random(f"vouchnet-sim:{self.cfg.seed}:anchors:{idx}")
+        friends = [a for a in range(self.world.n_honest) if a != idx]
+        anchors = [self.pid(a) for a in rng.sample(friends, min(self.cfg.anchors, len(friends)))]
+        node = SimNode(idx, self.pid(idx), self.ident(idx), self.cfg, self.policy_path, self.clock, full, anchors)
         self.nodes[idx] = node
         return node
 
@@ -409,7 +416,7 @@ class Vouchnet(Variant):
         local = _ppm(rep.state.local(now_ms / 1000, rep.params))
         rep.last_snapshot = Snapshot(now_ms, local, dict(local), int(round(rep.damping * DAMPING_SCALE)), [])
         node.service._distrusted = {p for p, c in rep.state.counts.items()
-                                    if local.get(p, 0) == 0 and any(c.get(k) for k in FAULT_KINDS)}
+                                    if local.get(p, 0) == 0 and any(c.get(k) for k in PROVEN_FAULTS)}
 
     def _adversary_attestations(self, r: int) -> None:
         digest = hashlib.sha256(b"fabricated evidence").digest()
@@ -500,32 +507,41 @@ class _VoteArrays:
 
 
 def fast_distrust(node: SimNode, glob_ppm: np.ndarray, votes: _VoteArrays, engine: TrustEngine) -> set[str]:
-    """`ReputationService._refresh_distrust` with numpy, for a node whose received attestations
-    are the network view minus its own. Same rule: a peer with no local trust here and global
-    trust at or below the floor is distrusted if this node holds proven faults against it, or if
-    the attestations about it saying zero outweigh the others (each weighted by its issuer's
-    global trust here; all alike when no issuer has any)."""
-    rep, floor = node.rep, node.service.trust_floor
+    """`ReputationService._refresh_distrust` for a node whose received attestations are the
+    network view minus its own: the same inputs to the same `trust.witness.witness_reports`,
+    arranged over the shared engine's indices instead of the node's own. Sets the node's risk
+    map as the node does, and returns its distrusted set."""
+    rep, service = node.rep, node.service
     me = engine.index_of(node.peer_id)
     keep = votes.iss != me
-    iss, sub, zero = votes.iss[keep], votes.sub[keep], votes.zero[keep]
-    g = glob_ppm / TRUST_SCALE
     n = len(glob_ppm)
+    glob = glob_ppm / TRUST_SCALE
     local = rep.last_snapshot.local
     ids = engine.peer_ids
-    if iss.size and (g[np.unique(iss)] > 0).any():
-        w = g[iss]
-    else:
-        w = np.ones(iss.size)
-    neg = np.bincount(sub, weights=w * zero, minlength=n)
-    pos = np.bincount(sub, weights=w * ~zero, minlength=n)
-    low = g <= floor
-    out = {ids[i] for i in np.flatnonzero((neg > pos) & low) if local.get(ids[i], 0) == 0}
+    index = engine._index
+    own = np.zeros(n, dtype=np.int8)
+    faulted = set()
+    for p, v in local.items():
+        if v > 0:
+            own[index[p]] = first_hand_verdict(rep.state.counts.get(p, {}))
     for peer, counts in rep.state.counts.items():
-        if any(counts.get(k) for k in FAULT_KINDS) and local.get(peer, 0) == 0:
-            i = engine._index.get(peer)
-            if i is None or i >= n or low[i]:
-                out.add(peer)
+        if local.get(peer, 0) == 0 and any(counts.get(k) for k in PROVEN_FAULTS):
+            faulted.add(peer)
+            i = index.get(peer)
+            if i is not None and i < n:
+                own[i] = CHEATED
+    excluded = np.zeros(n, dtype=bool)
+    excluded[me] = True
+    for p in service._distrusted | rep.state.equivocators:
+        i = index.get(p)
+        if i is not None and i < n:
+            excluded[i] = True
+    reports = witness_reports(n, votes.iss[keep], votes.sub[keep], votes.zero[keep], glob, own, excluded)
+    out = set(faulted)
+    for i in np.flatnonzero((reports.neg > reports.pos) & (own == UNKNOWN) & (glob <= service.trust_floor)):
+        if i != me and local.get(ids[i], 0) == 0:
+            out.add(ids[i])
+    service._risk = {ids[i]: reports.risk(i) for i in np.flatnonzero(reports.neg > 0)}
     return out
 
 

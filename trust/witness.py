@@ -1,0 +1,88 @@
+"""Witness reports: what credible peers' attestations say about a provider before we deal with it.
+
+EigenTrust's local trust only ever says "how much": a peer that cheated its rater drops to zero
+in that rater's row, and the global vector cannot tell "cheated everyone who tried it" from "few
+have tried it". A peer that earns trust honestly first (camouflage, spies, oscillation) is then
+chosen again and again, and each honest peer learns the truth once, first-hand. vouchnet reads
+an attestation of value 0 from an issuer that dealt with the subject as a *fault report*, and a
+node uses the reports of credible witnesses to demote or distrust a provider before it is
+cheated itself.
+
+Who is a credible witness, from one node's own point of view:
+
+- never itself, and never a peer it distrusts (a caught cheater's opinions count for nothing,
+  in either direction);
+- an issuer whose attestations agree with this node's own first-hand verdicts (trusted: local
+  trust > 0 earned by serving us verified content; cheated us: proven faults and local trust 0) at least as often as they disagree:
+  credibility (1 + agree) / (2 + agree + disagree) >= 1/2. Slanderers rate zero the honest
+  peers this node knows to be good, and spies vouch for the peers that cheated it, so both fall
+  below the bar as soon as their claims meet this node's experience;
+- weighted by its global trust here times its credibility (global trust alike when no witness
+  has any), so sybils nobody trusts add nothing.
+
+Pure numpy over index arrays; the node (overlay.reputation_service) and the simulator feed it
+the same way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+TRUSTED, UNKNOWN, CHEATED = 1, 0, -1
+
+
+SERVICE_EVIDENCE = ("chunk_verified", "content_good")
+
+
+def first_hand_verdict(counts: Mapping[str, int]) -> int:
+    """The verdict behind a positive local trust: TRUSTED only if the peer served this node
+    verified content. Being served by us (`served`) earns local trust but says nothing about
+    the peer as a provider, so it leaves the peer UNKNOWN here."""
+    return TRUSTED if any(counts.get(k) for k in SERVICE_EVIDENCE) else UNKNOWN
+
+
+@dataclass(frozen=True)
+class WitnessReports:
+    """Per peer index: weighted fault reports, weighted positive reports, and per issuer its
+    credibility and whether its reports counted."""
+
+    neg: np.ndarray
+    pos: np.ndarray
+    credibility: np.ndarray
+    counted: np.ndarray
+
+    def risk(self, i: int) -> float:
+        """Share of the credible weight that reports a fault (0 when nobody credible spoke)."""
+        total = self.neg[i] + self.pos[i]
+        return float(self.neg[i] / total) if total > 0 else 0.0
+
+
+def witness_reports(n: int, issuers: np.ndarray, subjects: np.ndarray, zero: np.ndarray,
+                    global_trust: np.ndarray, own: np.ndarray, excluded: np.ndarray) -> WitnessReports:
+    """Aggregate attestations (issuers[k] says subjects[k] is zero or not) over n peers.
+
+    `own[i]` is this node's first-hand verdict on peer i (TRUSTED, UNKNOWN or CHEATED);
+    `excluded[i]` marks issuers whose reports never count (this node, peers it distrusts).
+    """
+    iss = np.asarray(issuers, dtype=np.int64)
+    sub = np.asarray(subjects, dtype=np.int64)
+    zero = np.asarray(zero, dtype=bool)
+    if not (iss.shape == sub.shape == zero.shape) or own.shape != (n,) or excluded.shape != (n,):
+        raise ValueError("witness arrays disagree in shape")
+    said = np.where(zero, CHEATED, TRUSTED) * own[sub]
+    agree = np.bincount(iss, weights=said > 0, minlength=n)
+    disagree = np.bincount(iss, weights=said < 0, minlength=n)
+    credibility = (1.0 + agree) / (2.0 + agree + disagree)
+    counted = (credibility >= 0.5) & ~excluded
+    g = np.asarray(global_trust, dtype=np.float64)
+    speakers = np.unique(iss[counted[iss]])
+    weight = g if speakers.size and (g[speakers] > 0).any() else np.ones(n)
+    w = np.where(counted[iss], weight[iss] * credibility[iss], 0.0)
+    neg = np.bincount(sub, weights=w * zero, minlength=n)
+    pos = np.bincount(sub, weights=w * ~zero, minlength=n)
+    return WitnessReports(neg, pos, credibility, counted)
+
+
+__all__ = ["CHEATED", "TRUSTED", "UNKNOWN", "WitnessReports", "first_hand_verdict", "witness_reports"]
