@@ -40,7 +40,7 @@ from benchmarks.common import Result
 
 MiB = 1 << 20
 CHUNK = 256 * 1024
-REPEAT = 3
+REPEAT = 5
 PEERS = 50
 START_TIMEOUT = 30.0
 _REPO = Path(__file__).resolve().parent.parent
@@ -348,16 +348,20 @@ def run(quick: bool = False) -> list[Result]:
         bs.stop()
         helpers.remove(bs)
         r_raw, r_vn, r_bs, r_wall = _med(raw), _med(vn), _med(bsw), _med(vn_wall)
+        # Each repeat's pair ran back to back: the median of their ratios survives load that
+        # shifts between repeats, which a ratio of two medians does not.
+        q = _med([v / r for v, r in zip(vn, raw)])
         results.append(Result(
             name=f"verified fetch, {mib} MiB, 1 provider, 2 node processes",
             baseline="raw py-libp2p stream, same bytes, 2 processes (bench_stream)",
-            subject_s=r_vn, baseline_s=r_raw, target="<= 1.11x", ok=r_vn <= 1.11 * r_raw,
+            subject_s=q * r_raw, baseline_s=r_raw, target="<= 1.11x", ok=q <= 1.11,
             detail=(f"vouchnet {mib / r_vn:.1f} MiB/s (the client node's reported `seconds`: manifest request to "
                     f"last verified chunk written; every chunk's inclusion proof is checked before it is written to "
                     f"the store on disk, fsync'd every 64 chunks), raw stream {mib / r_raw:.1f} MiB/s (bytes "
                     f"discarded on arrival); end-to-end CLI wall time "
                     f"{r_wall:.3f} s = {mib / r_wall:.1f} MiB/s (CLI start, connect, DHT lookup, fetch, export of "
-                    f"the file, DHT announce); medians of {REPEAT}, fresh client node each; "
+                    f"the file, DHT announce); ratio = median of the {REPEAT} per-repeat ratios (median times "
+                    f"{r_vn:.3f} s vs {r_raw:.3f} s), fresh client node each; "
                     f"runs: vouchnet {[round(x, 3) for x in vn]}, raw {[round(x, 3) for x in raw]}")))
         results.append(Result(
             name=f"verified fetch, {mib} MiB, 1 provider, vs py-libp2p Bitswap + MerkleDag",

@@ -6,7 +6,13 @@ prove its inclusion under the signed root before the store writes it. A provider
 a bad chunk or breaks the protocol is dropped for this fetch and recorded with the evidence; a
 stalled or slow one loses its batch to another provider (and is dropped after two strikes);
 when the queue runs dry, idle providers duplicate batches still in flight elsewhere (endgame),
-so one slow peer cannot hold the fetch back.
+so one slow peer cannot hold the fetch back. A provider that answers BUSY keeps its place:
+the batch goes back to the queue and that worker backs off before asking again.
+
+Throughput: each request's stream is granted a receive window for its whole answer (no Yamux
+window stalls, no window updates); chunks are verified and written as they arrive (a fraction of
+a millisecond each, less than a hand-off to a thread and back) and noted in the store a few at a
+time, while the periodic fsync runs in a worker thread.
 """
 from __future__ import annotations
 
@@ -20,6 +26,9 @@ from typing import Any, Awaitable, Callable
 import trio
 
 from overlay import protocol
+from overlay.framing import HEADER_SIZE
+from overlay.libp2p_compat import window_for_response
+from overlay.store import ChunkWriter
 from overlay.streams import close_quietly, frame_reader, receive, receive_from, send_payload
 from trust import merkle
 from trust.errors import DecodeError, ProofError, SignatureError, StoreError, VouchnetError
@@ -33,7 +42,10 @@ BATCH_BYTES = 4 << 20     # bytes per request (16 chunks of 256 KiB): amortises 
 STREAMS_PER_PROVIDER = 3  # pipelining: requests in flight per provider (servers allow 4 per peer)
 ENDGAME_AFTER = 1.0       # seconds a batch may run elsewhere before an idle provider duplicates it
 MAX_STRIKES = 2           # timeouts before a slow provider is dropped
-WRITE_THREADS = 1         # worker threads verifying and writing chunks while the trio thread receives
+RECORD_EVERY = 4          # verified chunks noted in the store together
+BUSY_BACKOFF = 0.05       # seconds before retrying a provider that answered BUSY, doubling per answer in a row
+BUSY_BACKOFF_MAX = 2.0
+MAX_BUSY = 10             # BUSY answers in a row (no batch served in between) before a provider is dropped
 
 
 class FetchError(VouchnetError):
@@ -46,6 +58,7 @@ class ProviderStats:
     chunks: int = 0
     nbytes: int = 0
     strikes: int = 0
+    busy: int = 0      # BUSY answers since it last served a batch
     dropped: str = ""  # why the provider was dropped, if it was
 
 
@@ -79,6 +92,14 @@ def batch_size(chunk_size: int, missing: int, workers: int) -> int:
     return max(1, min(BATCH, BATCH_BYTES // chunk_size, spread))
 
 
+def response_bytes(m: Manifest, start: int, count: int) -> int:
+    """Most bytes an honest answer to GET_CHUNKS(start, count) takes on the wire: its CHUNK
+    frames with the longest possible proofs, and an ERROR frame that may end them early."""
+    per_chunk = HEADER_SIZE + protocol.CHUNK_HEADER_SIZE + merkle.HASH_SIZE * (m.chunk_count - 1).bit_length()
+    data = sum(m.chunk_length(i) for i in range(start, start + count))
+    return data + count * per_chunk + HEADER_SIZE + protocol.MAX_ERROR_SIZE
+
+
 def contiguous_batches(indexes: list[int], size: int = BATCH) -> list[list[int]]:
     out: list[list[int]] = []
     for i in sorted(indexes):
@@ -103,7 +124,7 @@ class Fetch:
         self.done: set[int] = set()
         self.changed = trio.Event()
         self.manifest: Manifest | None = None
-        self._writers = trio.CapacityLimiter(WRITE_THREADS)
+        self._flush_due = trio.Event()
         self.done_bytes = 0
 
     def _stat(self, peer: str) -> ProviderStats:
@@ -205,6 +226,7 @@ class Fetch:
             self.queue.extend(_Batch(b) for b in contiguous_batches(missing, size))
             async with trio.open_nursery() as outer:
                 outer.start_soon(self._progress_loop)
+                outer.start_soon(self._flush_loop)
                 async with trio.open_nursery() as nursery:
                     for peer in providers:
                         for _ in range(STREAMS_PER_PROVIDER):
@@ -286,11 +308,13 @@ class Fetch:
                     await self.changed.wait()
                 continue
             failed = True
+            backoff = 0.0
             # Other providers may finish (and empty) this batch while we wait on it: keep its span.
             first, last = batch.indexes[0], batch.indexes[-1]
             try:
                 await self._fetch_batch(peer, batch)
                 failed = False
+                st.busy = 0
             except trio.TooSlowError:
                 st.strikes += 1
                 self.node.record(Observation(peer, Kind.TIMEOUT, self.cid,
@@ -303,8 +327,12 @@ class Fetch:
                 self._drop(peer, Kind.PROTOCOL_VIOLATION, str(exc))
             except _NotProvider as exc:
                 st.dropped = f"not a provider: {exc}"
-            except _Busy:
-                await trio.sleep(0.2)
+            except _Busy as exc:  # not the batch's fault: back to the queue, and ask again later
+                failed = False
+                st.busy += 1
+                if st.busy >= MAX_BUSY:
+                    st.dropped = f"busy: answered BUSY {st.busy} times in a row ({exc})"
+                backoff = min(BUSY_BACKOFF * 2 ** (st.busy - 1), BUSY_BACKOFF_MAX)
             except Exception as exc:  # connection reset, refused dial: not evidence of malice
                 st.strikes += 1
                 log.info("request to %s failed: %s", peer, exc)
@@ -312,6 +340,8 @@ class Fetch:
                     st.dropped = f"unreachable: {exc}"
             finally:
                 self._release(batch, peer, failed)
+            if backoff and not st.dropped:
+                await trio.sleep(backoff)
 
     async def _fetch_batch(self, peer: str, batch: _Batch) -> None:
         start, count = batch.indexes[0], len(batch.indexes)
@@ -320,51 +350,63 @@ class Fetch:
         assert m is not None  # nosec B101 - set before workers start
         stream = await self._open(peer)
         try:
+            await window_for_response(stream, response_bytes(m, start, count))
             await send_payload(stream, ex.request_bytes())
             frames = frame_reader(stream)
-            while True:
-                payload = await receive_from(frames, self.node.limits.frame_timeout)
-                ev = ex.end_of_stream() if payload is None else ex.receive(payload)
-                if isinstance(ev, protocol.Done):
-                    return
-                if isinstance(ev, protocol.RemoteError):
-                    if ev.code == protocol.ErrorCode.BUSY:
-                        raise _Busy(ev.message)
-                    raise _NotProvider(ev.message)
-                if isinstance(ev, protocol.ChunkReceived):
-                    await self._accept(peer, ev)
+            written: list[tuple[protocol.ChunkReceived, bytes]] = []
+            with self.node.store.chunk_writer(self.cid) as writer:
+                try:
+                    while True:
+                        payload = await receive_from(frames, self.node.limits.frame_timeout)
+                        ev = ex.end_of_stream() if payload is None else ex.receive(payload)
+                        if isinstance(ev, protocol.Done):
+                            return
+                        if isinstance(ev, protocol.RemoteError):
+                            if ev.code == protocol.ErrorCode.BUSY:
+                                raise _Busy(ev.message)
+                            raise _NotProvider(ev.message)
+                        if isinstance(ev, protocol.ChunkReceived) and ev.index not in self.done:
+                            written.append((ev, self._verify_and_write(writer, ev)))
+                            if len(written) >= RECORD_EVERY:
+                                self._record(peer, written)
+                finally:
+                    self._record(peer, written)
         finally:
             await close_quietly(stream)
 
-    async def _accept(self, peer: str, ev: "protocol.ChunkReceived") -> None:
-        if ev.index in self.done:
-            return
-        store = self.node.store
+    def _verify_and_write(self, writer: ChunkWriter, ev: protocol.ChunkReceived) -> bytes:
+        """Check the chunk's proof, then write it (hashing and pwrite of a chunk take a fraction
+        of a millisecond: less than handing it to a thread and back); returns its leaf."""
         try:
-            # Verify, then write, in a worker thread (hashing and pwrite release the GIL), so
-            # this thread keeps receiving the next chunks meanwhile; at most one chunk per
-            # stream waits here. The store's bookkeeping stays on this thread.
-            with store.chunk_writer(self.cid) as writer:
-                leaf = await trio.to_thread.run_sync(writer.write, ev.index, ev.data, ev.proof,
-                                                     limiter=self._writers)
-            if ev.index in self.done:  # another provider's copy landed meanwhile (same bytes)
-                return
-            flush_due = store.record_chunk(self.cid, ev.index, leaf, flush=False)
+            return writer.write(ev.index, ev.data, ev.proof)
         except (ProofError, StoreError) as exc:
             leaf = merkle.leaf_hash(ev.data).hex()
             raise _BadChunk(f"chunk {ev.index} (leaf {leaf}, {len(ev.data)} bytes) failed verification: {exc}") from None
-        self.done.add(ev.index)
+
+    def _record(self, peer: str, written: list[tuple[protocol.ChunkReceived, bytes]]) -> None:
+        """Note verified, written chunks (a few at a time: one store look-up each time) and
+        empty ``written``."""
+        new = [(ev, leaf) for ev, leaf in written if ev.index not in self.done]
+        written.clear()
+        if self.node.store.record_chunks(self.cid, [(ev.index, leaf) for ev, leaf in new], flush=False):
+            self._flush_due.set()
+        nbytes = sum(len(ev.data) for ev, _ in new)
+        self.done.update(ev.index for ev, _ in new)
         st = self._stat(peer)
-        st.chunks += 1
-        st.nbytes += len(ev.data)
-        self.done_bytes += len(ev.data)
-        self.node.metrics.bytes_fetched.inc(len(ev.data))
-        if flush_due:
+        st.chunks += len(new)
+        st.nbytes += nbytes
+        self.done_bytes += nbytes
+        self.node.metrics.bytes_fetched.inc(nbytes)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._flush_due.wait()
+            self._flush_due = trio.Event()
             await self._flush()
 
     async def _flush(self) -> None:
-        """The store's periodic flush with its fsync in a worker thread (not blocking the
-        receiving); chunks are recorded only after their bytes are durable, as in flush().
+        """The store's periodic flush with its fsync in a worker thread (receiving and writing
+        go on meanwhile); chunks are recorded only after their bytes are durable, as in flush().
         Shielded: a flush, once begun, records its chunks even if the fetch is cancelled."""
         job = self.node.store.begin_flush(self.cid)
         if job is None:
@@ -372,7 +414,7 @@ class Fetch:
         fd, chunks = job
         with trio.CancelScope(shield=True):
             try:
-                await trio.to_thread.run_sync(os.fsync, fd, limiter=self._writers)
+                await trio.to_thread.run_sync(os.fsync, fd)
             finally:
                 os.close(fd)
             self.node.store.end_flush(self.cid, chunks)

@@ -45,6 +45,7 @@ __all__ = [
     "read_frame",
     "FrameReader",
     "write_frame",
+    "FrameWriter",
 ]
 
 HEADER_SIZE = 4
@@ -293,3 +294,53 @@ async def write_frame(stream: _WriteStream, payload: bytes, max_size: int = MAX_
     Raises ``ValueError`` if ``payload`` exceeds ``max_size``.
     """
     await stream.write(encode_frame(payload, max_size))
+
+
+class FrameWriter:
+    """Frames to a stream, coalesced and written in pieces of exactly ``piece_size`` bytes.
+
+    Writes of a size chosen for the transport underneath (``libp2p_compat.WRITE_SIZE``: one
+    Yamux frame of whole Noise messages), where one write per frame would end each frame with a
+    short muxer frame (a chunk of 256 KiB and a little more). Holds less than ``piece_size``
+    bytes between calls; call :meth:`flush` after the last frame.
+    """
+
+    __slots__ = ("_stream", "_max", "_piece", "_buf")
+
+    def __init__(self, stream: _WriteStream, max_size: int, piece_size: int) -> None:
+        if piece_size < 1:
+            raise ValueError("piece_size must be positive")
+        self._stream = stream
+        self._max = _check_limit(max_size)
+        self._piece = piece_size
+        self._buf = bytearray()
+
+    async def write(self, parts: "tuple[bytes, ...] | list[bytes]") -> None:
+        """Add one frame whose payload is the concatenation of ``parts``; write every full piece.
+
+        Raises ``ValueError`` if the payload exceeds ``max_size`` (nothing is added then)."""
+        n = sum(len(p) for p in parts)
+        if n > self._max:
+            raise ValueError(f"frame payload of {n} bytes exceeds the limit of {self._max} bytes")
+        buf = self._buf
+        buf += _HEADER.pack(n)
+        for part in parts:
+            buf += part
+        piece = self._piece
+        if len(buf) < piece:
+            return
+        full = len(buf) - len(buf) % piece
+        view = memoryview(buf)
+        try:
+            pieces = [bytes(view[i:i + piece]) for i in range(0, full, piece)]
+        finally:
+            view.release()
+        del buf[:full]
+        for data in pieces:
+            await self._stream.write(data)
+
+    async def flush(self) -> None:
+        """Write what is left (less than one piece)."""
+        if self._buf:
+            data, self._buf = bytes(self._buf), bytearray()
+            await self._stream.write(data)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import trio
@@ -20,7 +20,8 @@ from overlay.config import Config
 from overlay.control import serve_control, socket_path
 from overlay.home import Home
 from overlay.host import parse_peer_multiaddr, running_host
-from overlay.libp2p_compat import connect_fresh, forget_failed_dial
+from overlay.framing import FrameWriter
+from overlay.libp2p_compat import WRITE_SIZE, connect_fresh, forget_failed_dial, whole_frames
 from overlay.metrics import Metrics
 from overlay.store import ContentStore
 from overlay.streams import close_quietly, receive, send
@@ -58,6 +59,10 @@ class Limits:
 class PeerState:
     active_streams: int = 0
     served_bytes: int = 0
+    # A peer's chunk requests are answered one after another in arrival order (trio.Lock is
+    # fair): a pipelining client gets each answer whole rather than all of them interleaved,
+    # so its next request is queued here while the current one is still being sent.
+    sending: trio.Lock = field(default_factory=trio.Lock)
 
 
 class Node:
@@ -72,11 +77,12 @@ class Node:
         self.limits = limits or Limits(streams_per_peer=config.streams_per_peer, request_timeout=config.request_timeout,
                                        frame_timeout=config.request_timeout)
         self.store = ContentStore(home.store_dir)
+        self.metrics = Metrics()
         self.reputation = ReputationService(home.path, identity, anchors=config.anchors, damping=config.damping,
-                                            interval=config.reputation_interval, trust_floor=config.trust_floor)
+                                            interval=config.reputation_interval, trust_floor=config.trust_floor,
+                                            metrics=self.metrics)
         self.policy = PolicyService.for_node(home.path, config, self.reputation)  # ConfigError if invalid
         self.reputation.policy = self.policy  # gossip gates: relay_gossip, accept_attestation, accept_head
-        self.metrics = Metrics()
         self.peer_state: dict[str, PeerState] = {}
         self._global_streams = trio.Semaphore(self.limits.streams_total)
         self.host: Any = None
@@ -281,15 +287,19 @@ class Node:
             await send(stream, protocol.Error(protocol.ErrorCode.BAD_REQUEST, f"content has {n} chunks"))
             return "chunks"
         served = 0
-        for index in range(request.start, end):
-            try:
-                data, proof = self.store.read_chunk(cid, index)
-            except StoreError as exc:
-                log.error("cannot serve chunk %d of %s: %s", index, cid, exc)
-                await send(stream, protocol.Error(protocol.ErrorCode.INTERNAL, "chunk unavailable"))
-                break
-            await send(stream, protocol.Chunk(index, tuple(proof), data))
-            served += len(data)
+        out = FrameWriter(whole_frames(stream), protocol.MAX_MESSAGE, WRITE_SIZE)
+        async with self.peer_state[peer].sending:
+            for index in range(request.start, end):
+                try:
+                    data, proof = self.store.read_chunk(cid, index)
+                except StoreError as exc:
+                    log.error("cannot serve chunk %d of %s: %s", index, cid, exc)
+                    await out.write(protocol.encode_parts(protocol.Error(protocol.ErrorCode.INTERNAL,
+                                                                         "chunk unavailable")))
+                    break
+                await out.write(protocol.encode_parts(protocol.Chunk(index, tuple(proof), data)))
+                served += len(data)
+            await out.flush()
         self.metrics.bytes_served.inc(served)
         self.metrics.requests.labels("chunks", "ok").inc()
         self._note_served(peer, served, end - request.start)

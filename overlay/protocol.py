@@ -50,6 +50,8 @@ __all__ = [
     "MAX_ERROR_MESSAGE",
     "MAX_MESSAGE",
     "MAX_REQUEST",
+    "CHUNK_HEADER_SIZE",
+    "MAX_ERROR_SIZE",
     "MessageType",
     "ErrorCode",
     "ProtocolViolation",
@@ -83,6 +85,10 @@ _HEADER_SIZE = 2
 _GET_CHUNKS = struct.Struct(">BB32sIH")
 _CHUNK_HEADER = struct.Struct(">BBIB")
 _CHUNK_FIXED = _CHUNK_HEADER.size - _HEADER_SIZE  # index + proof_len
+#: Bytes of a CHUNK payload before its proof hashes (version, type, index, proof_len).
+CHUNK_HEADER_SIZE = _CHUNK_HEADER.size
+#: The largest ERROR payload.
+MAX_ERROR_SIZE = _HEADER_SIZE + 1 + MAX_ERROR_MESSAGE
 _GET_MANIFEST_SIZE = _HEADER_SIZE + CID_LEN
 
 #: The largest payload of any message (a CHUNK with a full proof and a maximal chunk): the

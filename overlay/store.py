@@ -269,16 +269,20 @@ class ContentStore:
         return ChunkWriter(cid, m, None if complete else os.dup(self._part_fd(cid)))
 
     def record_chunk(self, cid: str, index: int, leaf: bytes, *, flush: bool = True) -> bool:
-        """Note a chunk written by a :class:`ChunkWriter`; it becomes durable at the next flush
-        (every ``_FLUSH_EVERY`` chunks). Nothing to do once the content is complete.
+        """Note a chunk written by a :class:`ChunkWriter`; see :meth:`record_chunks`."""
+        return self.record_chunks(cid, [(index, leaf)], flush=flush)
+
+    def record_chunks(self, cid: str, chunks: Sequence[tuple[int, bytes]], *, flush: bool = True) -> bool:
+        """Note chunks ``(index, leaf)`` written by a :class:`ChunkWriter`; they become durable at
+        the next flush (every ``_FLUSH_EVERY`` chunks). Nothing to do once the content is complete.
 
         With ``flush=False`` a due flush is not done here: the return value says it is due, and
         the caller runs it (:meth:`begin_flush`, fsync, :meth:`end_flush`), e.g. with the fsync
         in a worker thread."""
-        if self._current(cid)[1]:
+        if not chunks or self._current(cid)[1]:
             return False
         pending = self._pending.setdefault(cid, [])
-        pending.append((index, leaf))
+        pending.extend(chunks)
         if len(pending) < _FLUSH_EVERY:
             return False
         if flush:
@@ -297,6 +301,8 @@ class ContentStore:
 
     def end_flush(self, cid: str, chunks: list[tuple[int, bytes]]) -> None:
         """Record chunks whose bytes the caller has fsync'd (see :meth:`begin_flush`)."""
+        if not chunks:
+            return
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany("INSERT OR IGNORE INTO chunks (cid, idx, leaf) VALUES (?, ?, ?)",
@@ -322,24 +328,21 @@ class ContentStore:
         item = self.require(cid)
         if item.complete:
             return item
-        self.flush(cid)
         m = item.manifest
+        fd = self._part_fd(cid)
+        # One fsync makes both the unflushed chunks and the final size durable (as flush() would,
+        # before they are recorded) ahead of the rename.
+        os.ftruncate(fd, m.size)
+        os.fsync(fd)
+        self.end_flush(cid, self._pending.pop(cid, []))
         rows = self.db.execute("SELECT idx, leaf FROM chunks WHERE cid = ? ORDER BY idx", (cid,)).fetchall()
         if len(rows) != m.chunk_count:
             raise StoreError(f"content {cid} is incomplete: {len(rows)} of {m.chunk_count} chunks present")
         leaves = [leaf for _, leaf in rows]
         if not hmac.compare_digest(merkle.root(leaves), m.root):
             raise StoreError(f"content {cid}: stored chunks do not reproduce the signed root")
-        part = self._part_path(cid)
-        fd = self._part_fds.pop(cid, None)
-        if fd is None:
-            fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            os.ftruncate(fd, m.size)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(part, self.data_path(cid))
+        os.close(self._part_fds.pop(cid))
+        os.replace(self._part_path(cid), self.data_path(cid))
         fsync_dir(self.data_dir)
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")

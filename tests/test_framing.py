@@ -13,6 +13,7 @@ from overlay.framing import (
     HEADER_SIZE,
     FrameDecoder,
     FrameReader,
+    FrameWriter,
     encode_frame,
     encode_frame_parts,
     read_frame,
@@ -389,3 +390,44 @@ def test_frame_reader_rejects_oversized_header_and_overlong_read():
             await FrameReader(Liar(), MAX, read_size=16).read()
 
     run(main)
+
+
+@given(st.lists(st.binary(max_size=300), max_size=12), st.integers(1, 100))
+@settings(max_examples=200, deadline=None)
+def test_frame_writer_writes_whole_pieces_of_the_same_frames(payloads, piece):
+    async def main():
+        s = FakeStream()
+        writes: list[int] = []
+        inner = s.write
+
+        async def write(data: bytes) -> None:
+            assert isinstance(data, bytes)
+            writes.append(len(data))
+            await inner(data)
+
+        s.write = write  # type: ignore[method-assign]
+        w = FrameWriter(s, MAX, piece)
+        for p in payloads:
+            await w.write((p[:7], p[7:]))
+            assert len(s.written) % piece == 0  # only whole pieces so far
+        await w.flush()
+        await w.flush()  # nothing left: writes nothing
+        assert bytes(s.written) == b"".join(encode_frame(p, MAX) for p in payloads)
+        assert all(n == piece for n in writes[:-1]) and (not writes or 0 < writes[-1] <= piece)
+
+    run(main)
+
+
+def test_frame_writer_refuses_oversized_frame_and_bad_piece():
+    async def main():
+        s = FakeStream()
+        w = FrameWriter(s, MAX, 10)
+        await w.write((b"ok",))
+        with pytest.raises(ValueError):
+            await w.write((b"a" * MAX, b"b"))
+        await w.flush()
+        assert bytes(s.written) == encode_frame(b"ok", MAX)  # the refused frame left no trace
+
+    run(main)
+    with pytest.raises(ValueError):
+        FrameWriter(FakeStream(), MAX, 0)

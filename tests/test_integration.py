@@ -13,7 +13,7 @@ the content from P. Each adversary test starts its own adversary A (holding a cl
 content, same CID) and a fresh client C. All nodes use ``request_timeout = 2.0`` so a stall is
 detected quickly; every process is stopped when its Cluster exits.
 
-Why the content is 14 MiB (57 chunks, 8 batches) rather than ~3 MiB: a fetch starts two
+Why the content is 14 MiB (57 chunks, 8 batches) rather than ~3 MiB: a fetch starts several
 workers per provider with ``start_soon`` and each worker takes a batch on its first step, but
 trio runs a batch of new tasks in a randomly reversed order. With 2 batches (3 MiB) the
 adversary's workers got no batch at all in about half the runs, so the chunk-lying modes went
@@ -268,6 +268,113 @@ def test_honest_nodes_keep_serving_after_attacks(net: Net, tmp_path: Path):
         assert_clean_output(out, net.src)
         verify_ok(d, net.cid)
         assert not any(r["misbehaved"] for r in d.cli_json("peers"))
+
+
+def test_busy_provider_is_retried_not_failed(net: Net, tmp_path: Path):
+    """A provider that serves one stream per peer answers BUSY to the client's other pipelined
+    requests; the client backs off and asks it again, so a fetch from that provider alone
+    completes, and BUSY counts against nobody."""
+    with Cluster(tmp_path) as cluster:
+        b_home = prepare_home(tmp_path / "b")
+        cfg = b_home / "config.toml"
+        cfg.write_text(cfg.read_text().replace("streams_per_peer = 4", "streams_per_peer = 1"))
+        assert clone_content(net.p.home, b_home, net.cid) == net.chunks
+        b = add_node(cluster, "b", home=b_home)
+        c = add_node(cluster, "c")
+        out = tmp_path / "out" / "content.bin"
+        out.parent.mkdir()
+        res = fetch(c, net.cid, out, b)
+        assert res["providers"][b.peer_id] == {"chunks": net.chunks, "bytes": CONTENT_SIZE, "strikes": 0,
+                                               "dropped": ""}, res
+        assert_clean_output(out, net.src)
+        verify_ok(c, net.cid)
+        assert not peers_by_id(c)[b.peer_id]["misbehaved"]
+
+
+@pytest.mark.parametrize("granted", [True, False], ids=["granted", "old-client"])
+def test_answer_stream_needs_no_window_updates_and_sends_whole_frames(granted: bool):
+    """overlay/libp2p_compat.py (j) on two real hosts in this process (TCP + Noise + Yamux): once
+    the client has granted a stream its whole answer, the server writes all 4 MiB of it before
+    the client reads a byte, without waiting for the window; the client sends no window update
+    while reading; the server's FrameWriter pieces go out whole, one Yamux frame each, of
+    exactly 4 Noise messages. A client that grants nothing (an older vouchnet) gets the same
+    bytes, paced by its window updates (whole frames while its window has room for them, else
+    the library's 64 KiB ones)."""
+    import struct
+
+    import trio
+    from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH
+    from libp2p.stream_muxer.yamux.yamux import HEADER_SIZE as YAMUX_HEADER
+    from libp2p.stream_muxer.yamux.yamux import TYPE_DATA, TYPE_WINDOW_UPDATE
+
+    from overlay.framing import FrameReader, FrameWriter, read_frame, write_frame
+    from overlay.host import parse_peer_multiaddr, running_host
+    from overlay.libp2p_compat import WRITE_SIZE, whole_frames, window_for_response
+
+    proto = "/vouchnet/test/answer/1.0.0"
+    payloads = [os.urandom(CHUNK + 300) for _ in range(16)]
+    answer = sum(4 + len(p) for p in payloads)
+    written = trio.Event()
+    server: dict = {}
+
+    def record_frames(muxed_conn) -> list[tuple[int, int, int, int]]:
+        """(type, flags, stream id, length) of every frame ``muxed_conn`` writes from now on."""
+        frames: list[tuple[int, int, int, int]] = []
+        write = muxed_conn._write_frame
+
+        async def recording(data: bytes) -> None:
+            frames.append(struct.unpack(">BBHII", bytes(data[:YAMUX_HEADER]))[1:])
+            await write(data)
+
+        muxed_conn._write_frame = recording
+        return frames
+
+    async def serve(stream) -> None:
+        server["frames"] = record_frames(stream.muxed_stream.conn)
+        server["id"] = stream.muxed_stream.stream_id
+        await read_frame(stream, 8)
+        out = FrameWriter(whole_frames(stream), 2 * CHUNK, WRITE_SIZE)
+        for p in payloads:
+            await out.write((p,))
+        await out.flush()
+        server["waits"] = stream.muxed_stream._zero_window_waits
+        written.set()
+        await stream.close()
+
+    async def main() -> None:
+        async with running_host(b"\x61" * 32, [LISTEN]) as s_host, running_host(b"\x62" * 32, [LISTEN]) as c_host:
+            s_host.set_stream_handler(proto, serve)
+            info = parse_peer_multiaddr(str(s_host.get_addrs()[0]))
+            await c_host.connect(info)
+            stream = await c_host.new_stream(info.peer_id, [proto])
+            sent = record_frames(stream.muxed_stream.conn)
+            if granted:
+                await window_for_response(stream, answer)
+            await write_frame(stream, answer.to_bytes(8, "big"))
+            if granted:
+                await written.wait()  # all of it sent before we read a byte
+            reader = FrameReader(stream, 2 * CHUNK)
+            assert [await reader.read() for _ in payloads] == payloads
+            assert await reader.read() is None
+            await stream.close()
+            sid = stream.muxed_stream.stream_id
+            updates = [length for typ, flags, i, length in sent if typ == TYPE_WINDOW_UPDATE and i == sid and not flags]
+            if granted:
+                assert len(updates) == 1 and updates[0] > 0  # the grant; nothing while reading
+            else:
+                assert len(updates) > 1
+
+    async def bounded() -> None:
+        with trio.fail_after(30):
+            await main()
+
+    trio.run(bounded)
+    data = [length for typ, _, sid, length in server["frames"] if typ == TYPE_DATA and sid == server["id"]]
+    assert sum(data) == answer
+    if granted:
+        assert server["waits"] == 0
+        assert all(n == WRITE_SIZE for n in data[:-1]) and 0 < data[-1] <= WRITE_SIZE
+        assert (WRITE_SIZE + YAMUX_HEADER) % MAX_PLAINTEXT_LENGTH == 0 and WRITE_SIZE > 64 * 1024
 
 
 # -- resume ----------------------------------------------------------------------------------

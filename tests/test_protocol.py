@@ -10,7 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from overlay.protocol import (
+    CHUNK_HEADER_SIZE,
     MAX_CHUNKS_PER_REQUEST,
+    MAX_ERROR_SIZE,
     MAX_ERROR_MESSAGE,
     MAX_MESSAGE,
     MAX_PROOF_HASHES,
@@ -34,7 +36,7 @@ from overlay.protocol import (
     encode,
 )
 from trust.errors import DecodeError
-from trust.manifest import MAX_CHUNK_SIZE, MAX_MANIFEST, content_id, parse_cid
+from trust.manifest import MAX_CHUNK_SIZE, MAX_MANIFEST, MIN_CHUNK_SIZE, content_id, parse_cid
 
 CID = content_id(b"a signed manifest")
 DIGEST = parse_cid(CID)
@@ -51,6 +53,8 @@ def hdr(kind: int, version: int = 1) -> bytes:
 
 def test_constants():
     assert PROTOCOL_ID == "/vouchnet/content/1.0.0"
+    assert CHUNK_HEADER_SIZE == len(encode(Chunk(7, (), b"x"))) - 1 == 7
+    assert MAX_ERROR_SIZE == len(encode(Error(ErrorCode.BUSY, "x" * MAX_ERROR_MESSAGE))) == 259
     assert MAX_MESSAGE == 2 + 4 + 1 + 64 * 32 + MAX_CHUNK_SIZE
     assert MAX_MESSAGE == len(encode(Chunk(2**32 - 1, tuple(H[:64]), BIG)))
     assert MAX_REQUEST == max(len(encode(GetManifest(CID))), len(encode(GetChunks(DIGEST, 0, 1)))) == 59
@@ -660,3 +664,31 @@ def test_server_decode_errors_are_short_ascii():
         text = str(info.value)
         assert text.isascii() and len(text) <= 200
         Error(ErrorCode.BAD_REQUEST, text)
+
+
+# --------------------------------------------------------------------------- answer size
+
+
+@pytest.mark.parametrize("chunks", [1, 2, 3, 16, 17, 33])
+@pytest.mark.parametrize("last", [1, 1000, MIN_CHUNK_SIZE])
+def test_response_bytes_bounds_every_honest_answer(identity, chunks, last):
+    """The client grants a request's stream exactly fetch.response_bytes and never tops it up, so
+    no honest answer may be longer: all CHUNK frames with their real proofs, or some of them and
+    an ERROR of the longest kind in place of the rest."""
+    from overlay.fetch import response_bytes
+    from overlay.framing import HEADER_SIZE
+    from trust.manifest import sign_manifest
+    from trust.merkle import MerkleTree, leaf_hash
+
+    size = (chunks - 1) * MIN_CHUNK_SIZE + last
+    data = [bytes([i % 256]) * (MIN_CHUNK_SIZE if i < chunks - 1 else last) for i in range(chunks)]
+    tree = MerkleTree([leaf_hash(d) for d in data])
+    _, _, m = sign_manifest(identity, tree.root(), size, "f", chunk_size=MIN_CHUNK_SIZE)
+    frames = [HEADER_SIZE + len(encode(Chunk(i, tuple(tree.inclusion_proof(i)), data[i]))) for i in range(chunks)]
+    error = HEADER_SIZE + MAX_ERROR_SIZE
+    for start in range(chunks):
+        for count in range(1, min(MAX_CHUNKS_PER_REQUEST, chunks - start) + 1):
+            grant = response_bytes(m, start, count)
+            honest = frames[start:start + count]
+            assert sum(honest) <= grant
+            assert all(sum(honest[:k]) + error <= grant for k in range(count))

@@ -232,6 +232,31 @@ def test_chunk_writer_split_path_and_deferred_flush(tmp_path, published):
     again.close()
 
 
+def test_record_chunks_in_groups_and_finish_makes_unflushed_chunks_durable(tmp_path, published, monkeypatch):
+    """A fetch records chunks a group at a time; finish() makes the unflushed ones durable with
+    the file's one fsync before recording them and sealing the file."""
+    pub, item, src = published
+    dst = ContentStore(tmp_path / "dst")
+    dst.begin(item.cid, item.signed_manifest)
+    n = item.manifest.chunk_count
+    with dst.chunk_writer(item.cid) as w:
+        group = [(i, w.write(i, *pub.read_chunk(item.cid, i))) for i in range(n)]
+    assert dst.record_chunks(item.cid, []) is False
+    assert dst.record_chunks(item.cid, group[:2], flush=False) is False
+    monkeypatch.setattr("overlay.store._FLUSH_EVERY", 3)
+    assert dst.record_chunks(item.cid, group[2:], flush=False) is True  # due: the caller flushes
+    assert dst.missing_chunks(item.cid) == []
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    assert dst.finish(item.cid).complete
+    assert len(synced) == 2  # the data file once (not once more for the unflushed chunks), then its directory
+    out = tmp_path / "o"
+    dst.export(item.cid, out)
+    assert out.read_bytes() == src.read_bytes()
+    dst.close()
+
+
 def test_read_chunk_reopens_a_replaced_data_file(tmp_path, published):
     pub, item, src = published
     first, _ = pub.read_chunk(item.cid, 0)  # opens and keeps the data file
