@@ -115,7 +115,7 @@ def main() -> None:
         vouchnet(bob.home, "fetch", cid, "-o", str(OUT / "bob.bin"), "--from", alice.addr)
 
         step("4. Mallory holds the same content but serves corrupted chunks; carol joins")
-        from tests.adversary import clone_content
+        from overlay.localnet import clone_content
         clone_content(alice.home, mallory.home, cid)
         mallory.start(alice, bob)
         carol.start(alice, bob, mallory)

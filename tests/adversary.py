@@ -28,9 +28,9 @@ chunk-lying modes serve the genuine signed manifest (so the client accepts it an
 the chunk phase, where the lie is), and the manifest-lying modes serve genuine chunks (so the
 only evidence against them is the manifest; a client drops them before asking for chunks).
 
-:func:`clone_content` copies verified content (signed manifest + every chunk, each re-verified
-by ``put_chunk``) from one home's store into another's, so the adversary holds the publisher's
-exact CID.
+:func:`clone_content` (from overlay/localnet.py, re-exported here) copies verified content
+(signed manifest + every chunk, each re-verified by ``put_chunk``) from one home's store into
+another's, so the adversary holds the publisher's exact CID.
 """
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ import trio
 from overlay import protocol
 from overlay.config import load_config
 from overlay.home import Home
+from overlay.localnet import clone_content  # noqa: F401  (re-exported for the tests)
 from overlay.node import Node, write_ready_line
-from overlay.store import ContentStore
 from overlay.streams import receive, send, send_payload
 from trust import encoding, keyfile
 from trust.errors import DecodeError
@@ -60,30 +60,6 @@ MODES = ("corrupt", "wrong_index", "forged_manifest", "foreign_manifest", "overs
          "partial", "equivocate")
 STALL_SECONDS = 60.0  # far longer than any test's request_timeout; the stream stays open meanwhile
 DEFAULT_PARTIAL = 96
-
-
-def clone_content(src_home: Path, dst_home: Path, cid: str) -> int:
-    """Copy complete content ``cid`` from ``src_home``'s store into ``dst_home``'s; returns chunks.
-
-    Goes through the public store API: ``begin`` with the publisher's signed manifest (checked
-    against the CID), ``put_chunk`` for every chunk with its proof (verified before writing),
-    ``finish`` (root re-checked). Safe while a node runs on ``src_home`` (SQLite WAL readers).
-    """
-    src = ContentStore(Path(src_home) / "store")
-    dst = ContentStore(Path(dst_home) / "store")
-    try:
-        item = src.require(cid)
-        if not item.complete:
-            raise ValueError(f"{cid} is not complete in {src_home}")
-        dst.begin(cid, item.signed_manifest)
-        for index in dst.missing_chunks(cid):
-            data, proof = src.read_chunk(cid, index)
-            dst.put_chunk(cid, index, data, proof)
-        dst.finish(cid)
-        return item.manifest.chunk_count
-    finally:
-        src.close()
-        dst.close()
 
 
 class AdversaryNode(Node):
