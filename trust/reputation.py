@@ -218,6 +218,27 @@ class Reputation:
         log.warning("equivocation proven against %s (%s)", eq.issuer, eq.kind)
         return True
 
+    def attestations_due(self, local: dict[str, int], min_change: int) -> list[tuple[str, int, int]]:
+        """(peer, value in millionths, sequence number) for every peer whose attested trust must
+        change: a move of >= min_change, any drop to zero, and a first attestation (a first zero
+        only for a proven fault: it reads as a fault report, trust/witness.py, and timeouts
+        alone also happen to overloaded honest peers)."""
+        due = []
+        for peer in sorted((set(local) | set(self.state.issued) | set(self.state.counts)) - {self.peer_id}):
+            value = local.get(peer, 0)
+            prev = self.state.issued.get(peer)
+            if prev is not None and abs(prev[0].value - value) < min_change and not (value == 0 and prev[0].value):
+                continue
+            if prev is None and value == 0 and not self.state.has_proven_fault(peer):
+                continue
+            due.append((peer, value, prev[0].seq + 1 if prev else 1))
+        return due
+
+    def evidence_digest_of(self, peer: str, scores: dict[str, Any]) -> bytes:
+        """What an attestation about `peer` commits to: its event counts and latest evidence entries."""
+        ps = scores.get(peer)
+        return evidence_digest(sorted((ps.events if ps else {}).items()) + [self.state.evidence_idx.get(peer, [])[-64:]])
+
     def issue_attestations(self, now: float | None = None, min_change: int = 1000) -> list[bytes]:
         """Sign attestations for peers whose local trust moved by >= min_change millionths."""
         now = time.time() if now is None else now
@@ -225,19 +246,8 @@ class Reputation:
         scores = score_peers(self.state.evidence, now, self.params)
         out: list[tuple[str, dict[str, Any]]] = []
         envelopes = []
-        # Peers with evidence but no trust are attested too (a 0 backed by evidence is news).
-        for peer in sorted((set(local) | set(self.state.issued) | set(self.state.counts)) - {self.peer_id}):
-            value = local.get(peer, 0)
-            prev = self.state.issued.get(peer)
-            if prev is not None and abs(prev[0].value - value) < min_change and not (value == 0 and prev[0].value):
-                continue
-            if prev is None and value == 0 and not self.state.has_proven_fault(peer):
-                # A first zero is read as a fault report (trust/witness.py): only for a proven
-                # fault, never for timeouts alone, which an overloaded honest peer also causes.
-                continue
-            ps = scores.get(peer)
-            digest = evidence_digest(sorted((ps.events if ps else {}).items()) + [self.state.evidence_idx.get(peer, [])[-64:]])
-            seq = prev[0].seq + 1 if prev else 1
+        for peer, value, seq in self.attestations_due(local, min_change):
+            digest = self.evidence_digest_of(peer, scores)
             env = sign_attestation(self.identity, peer, value / TRUST_SCALE, seq, int(now), digest)
             att = open_attestation(env)
             out.append(("attestation-issued", {"envelope": env, "att": att.to_dict()}))

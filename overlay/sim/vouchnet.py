@@ -55,7 +55,7 @@ from overlay.sim.transport import Gossip
 from overlay.sim.variants import Variant
 from overlay.sim.world import CORRUPT, GOOD, NEWCOMER, Population, World, identity_seed
 from policy import Action, Verdict
-from trust.attestation import TRUST_SCALE, Attestation, Equivocation, evidence_digest
+from trust.attestation import TRUST_SCALE, Attestation, Equivocation
 from trust.attestation import sign_attestation
 from trust.identity import Identity
 from trust.local_trust import PROVEN_FAULTS, LocalTrustParams, normalise, score_peers
@@ -157,20 +157,9 @@ class SimReputation(Reputation):
         local = _ppm(self.last_local)
         me = self.peer_id
         out = []
-        for peer in sorted((set(local) | set(self.state.issued) | set(self.state.counts)) - {me}):
-            value = local.get(peer, 0)
-            prev = self.state.issued.get(peer)
-            if prev is not None and abs(prev[0].value - value) < min_change and not (value == 0 and prev[0].value):
-                continue
-            if prev is None and value == 0 and not self.state.has_proven_fault(peer):
-                # A first zero is read as a fault report (trust/witness.py): only for a proven
-                # fault, never for timeouts alone, which an overloaded honest peer also causes.
-                continue
-            seq = prev[0].seq + 1 if prev else 1
+        for peer, value, seq in self.attestations_due(local, min_change):
             if sign:
-                ps = scores.get(peer)
-                digest = evidence_digest(sorted((ps.events if ps else {}).items())
-                                         + [self.state.evidence_idx.get(peer, [])[-64:]])
+                digest = self.evidence_digest_of(peer, scores)
                 env = sign_attestation(self.identity, peer, value / TRUST_SCALE, seq, int(now), digest)
             else:
                 digest, env = b"\0" * 32, b""
