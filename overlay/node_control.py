@@ -73,11 +73,15 @@ def handlers(node: Any) -> dict[str, Callable[[dict[str, Any], Send], Awaitable[
             for info in found:
                 nursery.start_soon(dial, info)
         candidates.extend(str(info.peer_id) for info in found if str(info.peer_id) in reachable)
+        holders = set(candidates)
         for pid in node.connected_peers():
             candidates.append(pid)
         seen: set[str] = set()
         unique = [p for p in candidates if not (p in seen or seen.add(p)) and p != node.peer_id]
-        ordered = node.reputation.rank(unique)  # distrusted peers are never asked; trusted first
+        # Distrusted peers are never asked; known holders (named or announced) before peers that
+        # are merely connected, so a trusted non-holder cannot crowd out the holders.
+        ordered = (node.reputation.rank([p for p in unique if p in holders])
+                   + node.reputation.rank([p for p in unique if p not in holders]))
         skipped = sorted(set(unique) - set(ordered))
 
         async def progress(done: int, total: int) -> None:
