@@ -20,10 +20,9 @@ from overlay.gossip import Gossip, GossipParams
 from overlay.metrics import Metrics
 from trust.attestation import Attestation, Equivocation, TreeHead
 from trust.ledger import Ledger
-from trust.local_trust import PROVEN_FAULTS
 from trust.observations import Observation
 from trust.reputation import Reputation
-from trust.witness import CHEATED, first_hand_verdict, witness_reports
+from trust.witness import index_mask, own_verdicts, witness_reports
 
 log = logging.getLogger("vouchnet.reputation")
 
@@ -82,21 +81,10 @@ class ReputationService:
         peers = sorted({p for key in received for p in key} | set(rep.state.counts) | {rep.peer_id})
         index = {p: i for i, p in enumerate(peers)}
         n = len(peers)
-        trust = [rep.trust_of(p) for p in peers]
-        glob = np.fromiter((g for _, g in trust), dtype=np.float64, count=n)
-        own = np.zeros(n, dtype=np.int8)
-        faulted = set()
-        for i, p in enumerate(peers):
-            counts = rep.state.counts.get(p, {})
-            if trust[i][0] > 0:
-                own[i] = first_hand_verdict(counts)
-            elif any(counts.get(k) for k in PROVEN_FAULTS):
-                own[i] = CHEATED
-                faulted.add(p)
-        excluded = np.zeros(n, dtype=bool)
-        for p in self._distrusted | rep.state.equivocators | {rep.peer_id}:
-            if p in index:
-                excluded[index[p]] = True
+        glob = np.fromiter((rep.trust_of(p)[1] for p in peers), dtype=np.float64, count=n)
+        local = rep.last_snapshot.local if rep.last_snapshot else {}
+        own, faulted = own_verdicts(n, index, local, rep.state.counts)
+        excluded = index_mask(n, index, self._distrusted | rep.state.equivocators | {rep.peer_id})
         keys = list(received)
         reports = witness_reports(
             n, np.fromiter((index[i] for i, _ in keys), dtype=np.int64, count=len(keys)),
@@ -105,7 +93,7 @@ class ReputationService:
             glob, own, excluded)
         out = set(faulted)
         for i, p in enumerate(peers):
-            if trust[i][0] > 0 or p in faulted or p == rep.peer_id or glob[i] > self.trust_floor:
+            if local.get(p, 0) > 0 or p in faulted or p == rep.peer_id or glob[i] > self.trust_floor:
                 continue
             if reports.neg[i] > reports.pos[i]:
                 out.add(p)

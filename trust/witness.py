@@ -26,9 +26,11 @@ the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
+
+from trust.local_trust import PROVEN_FAULTS
 
 TRUSTED, UNKNOWN, CHEATED = 1, 0, -1
 
@@ -41,6 +43,36 @@ def first_hand_verdict(counts: Mapping[str, int]) -> int:
     verified content. Being served by us (`served`) earns local trust but says nothing about
     the peer as a provider, so it leaves the peer UNKNOWN here."""
     return TRUSTED if any(counts.get(k) for k in SERVICE_EVIDENCE) else UNKNOWN
+
+
+def own_verdicts(n: int, index: Mapping[str, int], local: Mapping[str, float],
+                 counts: Mapping[str, Mapping[str, int]]) -> tuple[np.ndarray, set[str]]:
+    """This node's first-hand verdict per peer index, and the peers it holds proven faults
+    against (local trust 0 and a proven fault: they cheated it). Peers without an index < n
+    keep no verdict but are still returned as faulted."""
+    own = np.zeros(n, dtype=np.int8)
+    for p, v in local.items():
+        i = index.get(p)
+        if v > 0 and i is not None and i < n:
+            own[i] = first_hand_verdict(counts.get(p, {}))
+    faulted = set()
+    for p, c in counts.items():
+        if local.get(p, 0) == 0 and any(c.get(k) for k in PROVEN_FAULTS):
+            faulted.add(p)
+            i = index.get(p)
+            if i is not None and i < n:
+                own[i] = CHEATED
+    return own, faulted
+
+
+def index_mask(n: int, index: Mapping[str, int], peers: Iterable[str]) -> np.ndarray:
+    """Boolean mask over n peer indices marking `peers` (those without an index are skipped)."""
+    mask = np.zeros(n, dtype=bool)
+    for p in peers:
+        i = index.get(p)
+        if i is not None and i < n:
+            mask[i] = True
+    return mask
 
 
 @dataclass(frozen=True)
@@ -85,4 +117,5 @@ def witness_reports(n: int, issuers: np.ndarray, subjects: np.ndarray, zero: np.
     return WitnessReports(neg, pos, credibility, counted)
 
 
-__all__ = ["CHEATED", "TRUSTED", "UNKNOWN", "WitnessReports", "first_hand_verdict", "witness_reports"]
+__all__ = ["CHEATED", "TRUSTED", "UNKNOWN", "WitnessReports", "first_hand_verdict", "index_mask", "own_verdicts",
+           "witness_reports"]

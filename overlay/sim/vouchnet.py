@@ -58,12 +58,12 @@ from policy import Action, Verdict
 from trust.attestation import TRUST_SCALE, Attestation, Equivocation
 from trust.attestation import sign_attestation
 from trust.identity import Identity
-from trust.local_trust import PROVEN_FAULTS, LocalTrustParams, normalise, score_peers
+from trust.local_trust import LocalTrustParams, normalise, score_peers
 from trust.observations import Kind, Observation
 from trust.peerid import peer_id_from_public_key
 from trust.reputation import DAMPING_SCALE, ReceivedAttestation, Reputation, Snapshot, _ppm
 from trust.trust_engine import TrustEngine, TrustParams
-from trust.witness import CHEATED, UNKNOWN, first_hand_verdict, witness_reports
+from trust.witness import UNKNOWN, index_mask, own_verdicts, witness_reports
 
 T0 = 1_700_000_000  # simulated clock origin (unix seconds)
 
@@ -404,8 +404,7 @@ class Vouchnet(Variant):
         rep = node.rep
         local = _ppm(rep.state.local(now_ms / 1000, rep.params))
         rep.last_snapshot = Snapshot(now_ms, local, dict(local), int(round(rep.damping * DAMPING_SCALE)), [])
-        node.service._distrusted = {p for p, c in rep.state.counts.items()
-                                    if local.get(p, 0) == 0 and any(c.get(k) for k in PROVEN_FAULTS)}
+        node.service._distrusted = own_verdicts(0, {}, local, rep.state.counts)[1]
 
     def _adversary_attestations(self, r: int) -> None:
         digest = hashlib.sha256(b"fabricated evidence").digest()
@@ -508,23 +507,8 @@ def fast_distrust(node: SimNode, glob_ppm: np.ndarray, votes: _VoteArrays, engin
     local = rep.last_snapshot.local
     ids = engine.peer_ids
     index = engine._index
-    own = np.zeros(n, dtype=np.int8)
-    faulted = set()
-    for p, v in local.items():
-        if v > 0:
-            own[index[p]] = first_hand_verdict(rep.state.counts.get(p, {}))
-    for peer, counts in rep.state.counts.items():
-        if local.get(peer, 0) == 0 and any(counts.get(k) for k in PROVEN_FAULTS):
-            faulted.add(peer)
-            i = index.get(peer)
-            if i is not None and i < n:
-                own[i] = CHEATED
-    excluded = np.zeros(n, dtype=bool)
-    excluded[me] = True
-    for p in service._distrusted | rep.state.equivocators:
-        i = index.get(p)
-        if i is not None and i < n:
-            excluded[i] = True
+    own, faulted = own_verdicts(n, index, local, rep.state.counts)
+    excluded = index_mask(n, index, service._distrusted | rep.state.equivocators | {node.peer_id})
     reports = witness_reports(n, votes.iss[keep], votes.sub[keep], votes.zero[keep], glob, own, excluded)
     out = set(faulted)
     for i in np.flatnonzero((reports.neg > reports.pos) & (own == UNKNOWN) & (glob <= service.trust_floor)):
