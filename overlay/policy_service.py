@@ -566,21 +566,25 @@ class PolicyService:
             await trio.sleep(min(THROTTLE_STEP, left))
             now = self.clock()
 
-    def choose_providers(self, peers: list[str], content_size: int | None = None) -> list[str]:
+    def choose_providers(self, peers: list[str], content_size: int | None = None,
+                         tier: Callable[[str], int] | None = None) -> list[str]:
         """The providers the policy lets a fetch use: allowed ones first, then limited ones, each in
-        the given order. Raises PolicyDenied when it refuses every one of them."""
-        allowed, limited, refused = [], [], []
-        for p in peers:
+        the given order. With `tier`, lower tiers come first whatever the verdict (a peer that
+        credible witnesses report faulty is riskier than a limited newcomer), allowed before
+        limited within a tier. Raises PolicyDenied when it refuses every one of them."""
+        kept: list[tuple[int, int, int, str]] = []
+        refused = []
+        for k, p in enumerate(peers):
             d = self.decide(Action.CHOOSE_PROVIDER, p, content_size=content_size)
             if d.verdict is DENY:
                 refused.append(f"{p}: rule {d.rule} ({d.reason})")
             else:
-                (allowed if d.verdict is ALLOW else limited).append(p)
-        if peers and not allowed and not limited:
+                kept.append((tier(p) if tier is not None else 0, d.verdict is not ALLOW, k, p))
+        if peers and not kept:
             raise PolicyDenied("local policy refuses every provider (choose_provider): " + "; ".join(refused[:8]))
         if refused:
             log.info("policy skips %d provider(s): %s", len(refused), "; ".join(refused[:8]))
-        return allowed + limited
+        return [p for *_, p in sorted(kept)]
 
     def check_content(self, provider: str | None, manifest: Any) -> None:
         """Raise PolicyDenied if the policy refuses content signed by manifest.publisher."""

@@ -122,6 +122,10 @@ class ReputationService:
         """Share of credible witness weight reporting this peer faulty (0: nobody credible did)."""
         return self._risk.get(peer, 0.0)
 
+    def tier(self, peer: str) -> int:
+        """Provider tier for `PolicyService.choose_providers`: 1 if anyone credible reports a fault."""
+        return int(peer in self._risk)
+
     def rank(self, peers: list[str]) -> list[str]:
         """Fetch order: drop distrusted peers; peers no credible witness reports faulty first,
         then the others by rising share of fault reports; within each, most trusted first, so

@@ -12,7 +12,7 @@ import pytest
 from overlay.sim import SimConfig, run
 from overlay.sim.runner import _Play
 from overlay.sim.vouchnet import MemoryLedger, SimReputation, SimReputationService, _Signer, peer_id_for
-from overlay.sim.world import World
+from overlay.sim.world import JUNK, World
 from trust.attestation import open_attestation, sign_attestation
 from trust.observations import Kind, Observation
 
@@ -184,3 +184,61 @@ def test_config_is_checked():
     with pytest.raises(ValueError, match="malicious"):
         SimConfig(malicious=1.5)
     assert SimConfig(peers=5000).signed is False and SimConfig().signed is True
+
+
+def _fault_mid_round(model: str = "B"):
+    """Play 4 rounds, then let one observer be cheated by a malicious peer nobody reported yet."""
+    play = _played(model, 4)
+    sim = play.variant
+    for v_idx in sorted(sim.observers):
+        victim = sim.nodes[v_idx]
+        for x in range(len(play.pop.kind)):
+            if play.pop.is_honest(x):
+                continue
+            pid = sim.pid(x)
+            if not any(n.service.risk(pid) > 0 or n.service.distrusted(pid) for n in sim.nodes.values()):
+                return play, sim, victim, x
+    raise AssertionError("every malicious peer is already reported")
+
+
+def test_fault_reports_reach_other_peers_within_the_round():
+    play, sim, victim, x = _fault_mid_round()
+    try:
+        pid = sim.pid(x)
+        others = [sim.nodes[i] for i in sorted(sim.observers) if i != victim.idx][:10]
+        assert all(n.service.tier(pid) == 0 for n in others)
+        sim.observe(victim.idx, x, JUNK, 8)  # the victim's node publishes at its next tick
+        assert victim.service.distrusted(pid)  # on its own evidence, at once
+        for n in others:
+            sim._catch_up(n)  # what each does before its next choice
+        assert all(n.service.tier(pid) == 1 for n in others), "a credible fault report puts x last"
+        # ...and for the choice itself: x goes after every unreported responder, limited or not
+        # (or is dropped: distrusted when the reports outweigh the vouching and n never dealt with it).
+        for n in others:
+            unreported = [sim.pid(i) for i in range(sim.world.n_honest) if i != n.idx][:5]
+            assert not any(n.service.tier(p) for p in unreported)
+            order = n.policy.choose_providers(n.service.rank([pid, *unreported]), tier=n.service.tier)
+            assert pid not in order[:-1] and set(order) - {pid} == set(unreported)
+    finally:
+        play.close()
+
+
+def test_mid_round_witness_reports_match_the_node():
+    """Between two trust computations the node re-reads witness reports from the attestations it
+    received since; the simulator's incremental view must give the node's own answer."""
+    play, sim, victim, x = _fault_mid_round("G")
+    try:
+        sim.observe(victim.idx, x, JUNK, 8)
+        for idx in [i for i in sorted(sim.observers) if i != victim.idx][:5]:
+            node = sim.nodes[idx]
+            sim._catch_up(node)
+            rep = _real_node(sim, node)
+            rep.last_snapshot = node.rep.last_snapshot  # the last computation, not a new one
+            service = SimReputationService(rep, sim.cfg.trust_floor)
+            service._distrusted = set(node.service._distrusted)
+            service._refresh_distrust()
+            assert service._distrusted == node.service._distrusted
+            assert service._risk.keys() == node.service._risk.keys()
+            assert service.tier(sim.pid(x)) == node.service.tier(sim.pid(x)) == 1
+    finally:
+        play.close()

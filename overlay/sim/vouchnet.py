@@ -200,6 +200,9 @@ class SimNode:
         self.service.policy = self.policy  # accept_origin consults the policy, as in the node
         self.signed = identity is not None
         self.public_key = identity.public_key if identity is not None else None
+        self.glob_ppm: np.ndarray | None = None  # last global trust over the shared engine's indices
+        self.seen = -1     # the network view's version this node last read its witness reports at
+        self.cursor = 0    # full nodes: this round's gossip log delivered so far
 
     def record(self, *obs: Observation) -> None:
         self.rep.record(*obs)
@@ -238,6 +241,7 @@ class Vouchnet(Variant):
         self.params = LocalTrustParams()
         self.gossip = Gossip(signed=self.signed)
         self.engine = TrustEngine(TrustParams(damping=cfg.vn_damping))
+        self.votes = _Votes(self.engine)
         self._pids: list[str] = []
         self._idents: list[Identity | None] = []
         self._pubkeys: dict[int, bytes] = {}
@@ -309,9 +313,10 @@ class Vouchnet(Variant):
             if c in self.newcomer_log and self.pop.kind[querier] != NEWCOMER:
                 ok = self._allows(node, Action.CHOOSE_PROVIDER, c)
                 self.newcomer_log[c]["provider"].append((self.transactions[c], ok))
+        self._catch_up(node)
         ordered = node.service.rank(ids)  # the node: distrusted dropped, most trusted first
         try:
-            chosen = node.policy.choose_providers(ordered, self.world.size(file))
+            chosen = node.policy.choose_providers(ordered, self.world.size(file), tier=node.service.tier)
         except PolicyDenied:
             return []
         return [self._by_pid[p] for p in chosen]
@@ -321,13 +326,72 @@ class Vouchnet(Variant):
         if outcome == CORRUPT:
             node.record(Observation(peer, Kind.CHUNK_INVALID, count=1, at=at,
                                     evidence="chunk failed its Merkle proof"))
+            self._fault_news(node)
             return
         # The whole file verified chunk by chunk (junk is validly signed), then the user's rating,
         # which the node files against the publisher and the providers (here: the same peer).
         node.record(Observation(peer, Kind.CHUNK_VERIFIED, count=chunks, nbytes=chunks * self.cfg.chunk_bytes, at=at),
                     Observation(peer, Kind.CONTENT_GOOD if outcome == GOOD else Kind.CONTENT_BAD, at=at))
+        if outcome != GOOD:
+            self._fault_news(node)
         if querier in self.transactions:
             self.transactions[querier] += 1
+
+    # -- prompt fault reports ------------------------------------------------------------------------
+
+    def _fault_news(self, node: SimNode) -> None:
+        """A proven fault, as the node handles it at its next tick (every 2 s, while the queries
+        of a round are minutes apart): recompute its own local trust and distrust, and publish
+        the attestations that moved, which reach the others before their next query. Global
+        trust is still computed once per round, at its end."""
+        self._publish_issued(node, node.rep.issue(self.now, sign=node.signed))
+        if node.full:
+            node.rep.compute(self.now, snapshot=False)
+        elif node.idx in self.observers:
+            snap = node.rep.last_snapshot
+            node.rep.last_snapshot = Snapshot(int(round(self.now * 1000)), _ppm(node.rep.last_local),
+                                              snap.global_ if snap else {}, int(round(node.rep.damping * DAMPING_SCALE)),
+                                              list(node.rep.anchors))
+        else:
+            self._compute_local_only(node, self.now)
+        node.seen = -1
+        self._catch_up(node)
+
+    def _catch_up(self, node: SimNode) -> None:
+        """Before choosing: take in the attestations published since this node last looked and
+        re-read its witness reports (the node's `_refresh_distrust` on its tick)."""
+        if node.seen == self.votes.version:
+            return
+        node.seen = self.votes.version
+        if node.full:
+            self._deliver(node)
+            node.service._refresh_distrust()
+        elif node.idx in self.observers:
+            glob = node.glob_ppm if node.glob_ppm is not None else np.zeros(0, dtype=np.int64)
+            node.service._distrusted = fast_distrust(node, glob, self.votes, self.engine)
+
+    def _deliver(self, node: SimNode) -> None:
+        """This round's gossip not yet delivered to a full node, through the node's gate and rules."""
+        log = self.gossip.round_log
+        gate: dict[str, bool] = {}  # accept_origin per origin: nothing it reads changes meanwhile
+        for att, env in log[node.cursor:]:
+            ok = gate.get(att.issuer)
+            if ok is None:
+                ok = gate[att.issuer] = node.service.accept_origin(att.issuer)
+            if ok:
+                node.rep.receive_verified(att, env)
+        node.cursor = len(log)
+
+    def _publish_issued(self, node: SimNode, issued: list[tuple[Attestation, bytes]]) -> None:
+        for att, env in issued:
+            self._publish(att, env, node.public_key)
+        if node.signed:
+            self.compute_stats["attestations_signed"] += len(issued)
+
+    def _publish(self, att: Attestation, env: bytes, public_key: bytes | None) -> None:
+        outcome = self.gossip.publish(env or att, att, public_key)
+        if outcome in ("accepted", "replaced"):
+            self.votes.add(att)
 
     def served(self, provider, requester, chunks):
         node = self.nodes.get(provider)
@@ -346,29 +410,20 @@ class Vouchnet(Variant):
         # 1. Every honest node issues attestations for peers whose local trust moved (the node's tick).
         for idx in sorted(self.nodes):
             node = self.nodes[idx]
-            issued = node.rep.issue(now, sign=node.signed)
-            for att, env in issued:
-                self.gossip.publish(env or att, att, node.public_key)
-            if node.signed:
-                self.compute_stats["attestations_signed"] += len(issued)
+            self._publish_issued(node, node.rep.issue(now, sign=node.signed))
         # 2. The attackers publish what their strategy claims.
         self._adversary_attestations(r)
-        changed, log = self.gossip.take_round()
-        # 3. Full nodes receive this round's attestations through the node's gate and rules.
+        # 3. Full nodes receive the rest of this round's attestations through the node's gate and rules.
         for node in self.nodes.values():
             if node.full:
-                gate: dict[str, bool] = {}  # accept_origin per origin: nothing it reads changes mid-round
-                for att, env in log:
-                    ok = gate.get(att.issuer)
-                    if ok is None:
-                        ok = gate[att.issuer] = node.service.accept_origin(att.issuer)
-                    if ok:
-                        node.rep.receive_verified(att, env)
+                self._deliver(node)
+                node.cursor = 0
+        changed, _ = self.gossip.take_round()
         # 4. The shared matrix: one row per issuer, from the latest attestations.
         for issuer in changed:
             self.engine.set_local_trust(issuer, self.gossip.rows[issuer])
         self.engine.set_distrusted(sorted(self.gossip.equivocators))
-        votes = _VoteArrays(self.gossip, self.engine)
+        votes = self.votes
         # 5. Every node's trust and distrust.
         for idx in sorted(self.nodes):
             node = self.nodes[idx]
@@ -380,8 +435,9 @@ class Vouchnet(Variant):
                 self._compute_shared(node, now, votes)
             else:
                 self._compute_local_only(node, now)
+            node.seen = votes.version
 
-    def _compute_shared(self, node: SimNode, now: float, votes: "_VoteArrays") -> None:
+    def _compute_shared(self, node: SimNode, now: float, votes: "_Votes") -> None:
         now_ms = int(round(now * 1000))
         now = now_ms / 1000
         rep = node.rep
@@ -396,6 +452,7 @@ class Vouchnet(Variant):
         glob = {ids[i]: int(ppm[i]) for i in np.flatnonzero(ppm)}
         rep.last_snapshot = Snapshot(now_ms, _ppm(local), glob, int(round(rep.damping * DAMPING_SCALE)),
                                      list(rep.anchors))
+        node.glob_ppm = ppm
         node.service._distrusted = fast_distrust(node, ppm, votes, self.engine)
 
     def _compute_local_only(self, node: SimNode, now: float) -> None:
@@ -422,9 +479,9 @@ class Vouchnet(Variant):
                     ident = self.ident(issuer)
                     env = sign_attestation(ident, att.subject, v / TRUST_SCALE, seq, ts, digest)
                     self.compute_stats["attestations_signed"] += 1
-                    self.gossip.publish(env, att, self._pubkey(issuer))
+                    self._publish(att, env, self._pubkey(issuer))
                 else:
-                    self.gossip.publish(att)
+                    self._publish(att, b"", None)
 
     # -- results -------------------------------------------------------------------------------------
 
@@ -477,39 +534,64 @@ def _median(xs: list) -> float | None:
     return float(s[m]) if len(s) % 2 else (s[m - 1] + s[m]) / 2
 
 
-class _VoteArrays:
-    """The network view as arrays: issuer, subject (engine indices) and 'says zero' per attestation."""
+class _Votes:
+    """The network view as arrays over the shared engine's indices: issuer, subject and 'says
+    zero' per (issuer, subject), kept up to date attestation by attestation so that a node can
+    re-read its witness reports in the middle of a round."""
 
-    def __init__(self, gossip: Gossip, engine: TrustEngine) -> None:
-        n = len(gossip.latest)
-        iss = np.empty(n, dtype=np.int64)
-        sub = np.empty(n, dtype=np.int64)
-        zero = np.empty(n, dtype=bool)
-        index = engine.index_of
-        for k, ((i, j), ra) in enumerate(gossip.latest.items()):
-            iss[k] = index(i)
-            sub[k] = index(j)
-            zero[k] = ra.att.value == 0
-        self.iss, self.sub, self.zero = iss, sub, zero
-        self.n = engine.peer_count
+    def __init__(self, engine: TrustEngine) -> None:
+        self.engine = engine
+        self.version = 0
+        self._pos: dict[tuple[str, str], int] = {}
+        self._iss: list[int] = []
+        self._sub: list[int] = []
+        self._zero: list[bool] = []
+        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def add(self, att: Attestation) -> None:
+        key = (att.issuer, att.subject)
+        k = self._pos.get(key)
+        if k is None:
+            self._pos[key] = len(self._iss)
+            # Interning is what set_local_trust does at the end of the round, a little earlier.
+            self._iss.append(self.engine._intern(att.issuer))
+            self._sub.append(self.engine._intern(att.subject))
+            self._zero.append(att.value == 0)
+        else:
+            self._zero[k] = att.value == 0
+        self._arrays = None
+        self.version += 1
+
+    @property
+    def n(self) -> int:
+        return self.engine.peer_count
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._arrays is None:
+            self._arrays = (np.array(self._iss, dtype=np.int64), np.array(self._sub, dtype=np.int64),
+                            np.array(self._zero, dtype=bool))
+        return self._arrays
 
 
-def fast_distrust(node: SimNode, glob_ppm: np.ndarray, votes: _VoteArrays, engine: TrustEngine) -> set[str]:
+def fast_distrust(node: SimNode, glob_ppm: np.ndarray, votes: _Votes, engine: TrustEngine) -> set[str]:
     """`ReputationService._refresh_distrust` for a node whose received attestations are the
     network view minus its own: the same inputs to the same `trust.witness.witness_reports`,
-    arranged over the shared engine's indices instead of the node's own. Sets the node's risk
-    map as the node does, and returns its distrusted set."""
+    arranged over the shared engine's indices instead of the node's own. `glob_ppm` is the
+    node's last global trust (peers the engine learnt since then have none yet). Sets the
+    node's risk map as the node does, and returns its distrusted set."""
     rep, service = node.rep, node.service
-    me = engine.index_of(node.peer_id)
-    keep = votes.iss != me
-    n = len(glob_ppm)
-    glob = glob_ppm / TRUST_SCALE
-    local = rep.last_snapshot.local
+    me = engine._intern(node.peer_id)  # in round 0 a node may look before it attested anything
+    n = votes.n
+    iss, sub, zero = votes.arrays()
+    keep = iss != me
+    glob = np.zeros(n)
+    glob[: len(glob_ppm)] = glob_ppm[:n] / TRUST_SCALE
+    local = rep.last_snapshot.local if rep.last_snapshot is not None else {}
     ids = engine.peer_ids
     index = engine._index
     own, faulted = own_verdicts(n, index, local, rep.state.counts)
     excluded = index_mask(n, index, service._distrusted | rep.state.equivocators | {node.peer_id})
-    reports = witness_reports(n, votes.iss[keep], votes.sub[keep], votes.zero[keep], glob, own, excluded)
+    reports = witness_reports(n, iss[keep], sub[keep], zero[keep], glob, own, excluded)
     out = set(faulted)
     for i in np.flatnonzero((reports.neg > reports.pos) & (own == UNKNOWN) & (glob <= service.trust_floor)):
         if i != me and local.get(ids[i], 0) == 0:
