@@ -22,7 +22,7 @@ from trust.attestation import Attestation, Equivocation, TreeHead
 from trust.ledger import Ledger
 from trust.observations import Observation
 from trust.reputation import Reputation
-from trust.witness import index_mask, own_verdicts, witness_reports
+from trust.witness import anchor_verdicts, index_mask, own_verdicts, witness_reports
 
 log = logging.getLogger("vouchnet.reputation")
 
@@ -83,7 +83,9 @@ class ReputationService:
         n = len(peers)
         glob = np.fromiter((rep.trust_of(p)[1] for p in peers), dtype=np.float64, count=n)
         local = rep.last_snapshot.local if rep.last_snapshot else {}
-        own, faulted = own_verdicts(n, index, local, rep.state.counts)
+        anchors = set(rep.anchors) - {rep.peer_id}
+        borrowed = anchor_verdicts((j, ra.att.value) for (i, j), ra in received.items() if i in anchors)
+        own, faulted = own_verdicts(n, index, local, rep.state.counts, borrowed)
         excluded = index_mask(n, index, self._distrusted | rep.state.equivocators | {rep.peer_id})
         keys = list(received)
         reports = witness_reports(

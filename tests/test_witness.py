@@ -13,7 +13,7 @@ from overlay.reputation_service import ReputationService
 from trust.attestation import evidence_digest, sign_attestation
 from trust.identity import Identity
 from trust.observations import Kind, Observation
-from trust.witness import CHEATED, TRUSTED, UNKNOWN, first_hand_verdict, witness_reports
+from trust.witness import CHEATED, TRUSTED, UNKNOWN, anchor_verdicts, first_hand_verdict, own_verdicts, witness_reports
 
 ME, HONEST, LIAR, GOOD, BAD, SYBIL = range(6)
 N = 6
@@ -139,3 +139,51 @@ def test_node_ignores_a_witness_that_contradicts_its_own_experience(tmp_path, id
         assert rs._risk == {} and rs.rank([good.peer_id, liar.peer_id])[0] == good.peer_id
     finally:
         rs.close()
+
+
+def test_anchor_verdicts_any_zero_is_cheated():
+    got = anchor_verdicts([("a", 5), ("b", 0), ("a", 0), ("c", 1), ("c", 7)])
+    assert got == {"a": CHEATED, "b": CHEATED, "c": TRUSTED}
+
+
+def test_borrowed_verdicts_fill_gaps_but_never_override_or_fault():
+    index = {"own": 0, "anchor-says-bad": 1, "served-only": 2, "cheat": 3}
+    local = {"own": 0.5, "served-only": 0.1, "cheat": 0.0}
+    counts = {"own": {"chunk_verified": 3}, "served-only": {"served": 2}, "cheat": {"content_bad": 1}}
+    borrowed = {"own": CHEATED, "anchor-says-bad": CHEATED, "served-only": TRUSTED, "cheat": TRUSTED}
+    own, faulted = own_verdicts(4, index, local, counts, borrowed)
+    assert list(own) == [TRUSTED, CHEATED, TRUSTED, CHEATED]  # first-hand wins; gaps filled
+    assert faulted == {"cheat"}  # a borrowed CHEATED is not this node's proven fault
+    plain, _ = own_verdicts(4, index, local, counts)
+    assert list(plain) == [TRUSTED, UNKNOWN, UNKNOWN, CHEATED]
+
+
+def test_a_newcomer_weighs_witnesses_with_its_anchors_verdicts(tmp_path, identity):
+    """A node with no experience of its own believes a slanderer as much as anyone, unless an
+    anchor (someone it trusts out of band) has attested the opposite of what the slanderer says."""
+    anchor, liar, honest, collective = _peer(7), _peer(8), _peer(9), _peer(10)
+    ts, digest = int(time.time()), evidence_digest([])
+    # The anchor also served the liar (a positive attestation), so the liar carries global trust here.
+    said = [(liar, honest, 0.0), (liar, collective, 1.0), (anchor, honest, 1.0), (anchor, collective, 0.0),
+            (anchor, liar, 1.0)]
+
+    def newcomer(home, anchors):
+        rs = ReputationService(home, identity, anchors=anchors)
+        for issuer, subject, value in said:
+            rs.rep.receive_attestation(sign_attestation(issuer, subject.peer_id, value, 1, ts, digest))
+        rs.rep.compute(ts)
+        rs._refresh_distrust()
+        return rs
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    blind = newcomer(tmp_path / "a", [])
+    anchored = newcomer(tmp_path / "b", [anchor.peer_id])
+    try:
+        assert blind.risk(honest.peer_id) > 0  # the liar's report counts
+        assert anchored.rep.trust_of(liar.peer_id)[1] > 0
+        assert anchored.risk(honest.peer_id) == 0.0 and anchored.tier(honest.peer_id) == 0
+        assert anchored.tier(collective.peer_id) == 1
+    finally:
+        blind.close()
+        anchored.close()

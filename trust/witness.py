@@ -17,6 +17,9 @@ Who is a credible witness, from one node's own point of view:
   credibility (1 + agree) / (2 + agree + disagree) >= 1/2. Slanderers rate zero the honest
   peers this node knows to be good, and spies vouch for the peers that cheated it, so both fall
   below the bar as soon as their claims meet this node's experience;
+- where this node has no first-hand verdict on a subject, its anchors' latest attestations
+  stand in for one (`anchor_verdicts`): a newcomer has no experience to check witnesses
+  against, but it does have the peers it trusts out of band;
 - weighted by its global trust here times its credibility (global trust alike when no witness
   has any), so sybils nobody trusts add nothing.
 
@@ -46,15 +49,27 @@ def first_hand_verdict(counts: Mapping[str, int]) -> int:
 
 
 def own_verdicts(n: int, index: Mapping[str, int], local: Mapping[str, float],
-                 counts: Mapping[str, Mapping[str, int]]) -> tuple[np.ndarray, set[str]]:
+                 counts: Mapping[str, Mapping[str, int]],
+                 borrowed: Mapping[str, int] | None = None) -> tuple[np.ndarray, set[str]]:
     """This node's first-hand verdict per peer index, and the peers it holds proven faults
     against (local trust 0 and a proven fault: they cheated it). Peers without an index < n
-    keep no verdict but are still returned as faulted."""
+    keep no verdict but are still returned as faulted.
+
+    `borrowed` (see `anchor_verdicts`) fills in verdicts on peers this node has none of its own
+    on, so that a node without experience (a newcomer) can still tell a slanderer from a
+    witness; it never makes a peer faulted here."""
     own = np.zeros(n, dtype=np.int8)
+    borrowed = borrowed or {}
+    for p, v in borrowed.items():
+        i = index.get(p)
+        if i is not None and i < n:
+            own[i] = v
     for p, v in local.items():
         i = index.get(p)
         if v > 0 and i is not None and i < n:
-            own[i] = first_hand_verdict(counts.get(p, {}))
+            verdict = first_hand_verdict(counts.get(p, {}))
+            if verdict != UNKNOWN or p not in borrowed:
+                own[i] = verdict
     faulted = set()
     for p, c in counts.items():
         if local.get(p, 0) == 0 and any(c.get(k) for k in PROVEN_FAULTS):
@@ -63,6 +78,19 @@ def own_verdicts(n: int, index: Mapping[str, int], local: Mapping[str, float],
             if i is not None and i < n:
                 own[i] = CHEATED
     return own, faulted
+
+
+def anchor_verdicts(values: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """Verdicts borrowed from this node's anchors (peers it trusts out of band), given as
+    (subject, attested value) pairs from the anchors' latest attestations: CHEATED where any
+    anchor attests zero, else TRUSTED."""
+    out: dict[str, int] = {}
+    for subject, value in values:
+        if value == 0:
+            out[subject] = CHEATED
+        else:
+            out.setdefault(subject, TRUSTED)
+    return out
 
 
 def index_mask(n: int, index: Mapping[str, int], peers: Iterable[str]) -> np.ndarray:
@@ -117,5 +145,5 @@ def witness_reports(n: int, issuers: np.ndarray, subjects: np.ndarray, zero: np.
     return WitnessReports(neg, pos, credibility, counted)
 
 
-__all__ = ["CHEATED", "TRUSTED", "UNKNOWN", "WitnessReports", "first_hand_verdict", "index_mask", "own_verdicts",
-           "witness_reports"]
+__all__ = ["CHEATED", "TRUSTED", "UNKNOWN", "WitnessReports", "anchor_verdicts", "first_hand_verdict", "index_mask",
+           "own_verdicts", "witness_reports"]

@@ -63,7 +63,7 @@ from trust.observations import Kind, Observation
 from trust.peerid import peer_id_from_public_key
 from trust.reputation import DAMPING_SCALE, ReceivedAttestation, Reputation, Snapshot, _ppm
 from trust.trust_engine import TrustEngine, TrustParams
-from trust.witness import UNKNOWN, index_mask, own_verdicts, witness_reports
+from trust.witness import anchor_verdicts, index_mask, own_verdicts, witness_reports
 
 T0 = 1_700_000_000  # simulated clock origin (unix seconds)
 
@@ -542,6 +542,7 @@ class _Votes:
     def __init__(self, engine: TrustEngine) -> None:
         self.engine = engine
         self.version = 0
+        self.by_issuer: dict[str, dict[str, int]] = {}  # issuer -> subject -> value (anchors' verdicts)
         self._pos: dict[tuple[str, str], int] = {}
         self._iss: list[int] = []
         self._sub: list[int] = []
@@ -549,6 +550,7 @@ class _Votes:
         self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def add(self, att: Attestation) -> None:
+        self.by_issuer.setdefault(att.issuer, {})[att.subject] = att.value
         key = (att.issuer, att.subject)
         k = self._pos.get(key)
         if k is None:
@@ -589,12 +591,14 @@ def fast_distrust(node: SimNode, glob_ppm: np.ndarray, votes: _Votes, engine: Tr
     local = rep.last_snapshot.local if rep.last_snapshot is not None else {}
     ids = engine.peer_ids
     index = engine._index
-    own, faulted = own_verdicts(n, index, local, rep.state.counts)
+    anchors = set(rep.anchors) - {node.peer_id}
+    borrowed = anchor_verdicts(item for a in anchors for item in votes.by_issuer.get(a, {}).items())
+    own, faulted = own_verdicts(n, index, local, rep.state.counts, borrowed)
     excluded = index_mask(n, index, service._distrusted | rep.state.equivocators | {node.peer_id})
     reports = witness_reports(n, iss[keep], sub[keep], zero[keep], glob, own, excluded)
     out = set(faulted)
-    for i in np.flatnonzero((reports.neg > reports.pos) & (own == UNKNOWN) & (glob <= service.trust_floor)):
-        if i != me and local.get(ids[i], 0) == 0:
+    for i in np.flatnonzero((reports.neg > reports.pos) & (glob <= service.trust_floor)):
+        if i != me and local.get(ids[i], 0) == 0 and ids[i] not in faulted:
             out.add(ids[i])
     service._risk = {ids[i]: reports.risk(i) for i in np.flatnonzero(reports.neg > 0)}
     return out
