@@ -22,16 +22,26 @@ invalid message against the peer that forwarded it):
                           message's origin (the pubsub-signed ``from`` peer). Only issuers
                           gossip their own records; an attestation relayed under another
                           origin is refused. Equivocation proofs may come from anyone;
-4. ``origin_rejected`` -- ``accept_origin(origin)`` (the trust/policy gate) said no.
+4. ``origin_rejected`` -- ``accept_origin(origin)`` (the trust/policy gate) said no;
+5. ``record_rejected`` -- attestations and heads only: ``accept_record(topic, record,
+                          origin)`` (the policy gate on the record: the node's
+                          accept_attestation / accept_head) said no. Equivocation proofs
+                          are not asked.
 
-``validator_error`` counts validator or ``accept_origin`` exceptions (rejected, logged).
+A rejected message is neither delivered to the handlers nor forwarded: gates that run
+after delivery (in a handler) cannot stop GossipSub from relaying. py-libp2p 0.8.1 has no
+"ignore" result, so every rejection, policy ones included, counts as an invalid message
+against the forwarder (see ``GossipParams.invalid_message_weight``).
+
+``validator_error`` counts validator, ``accept_origin`` or ``accept_record`` exceptions
+(rejected, logged).
 Rejections are counted in :attr:`Gossip.rejections` (by reason) and
 :attr:`Gossip.rejections_by_topic`.
 
-Messages this node publishes itself skip ``accept_origin`` (it does not judge itself), are
-checked before sending (``publish_*`` raise instead of dropping silently, which is what
-py-libp2p does with a message failing the node's own validator), and are not handed to
-the local handlers.
+Messages this node publishes itself skip ``accept_origin`` and ``accept_record`` (it does
+not judge itself), are checked before sending (``publish_*`` raise instead of dropping
+silently, which is what py-libp2p does with a message failing the node's own validator),
+and are not handed to the local handlers.
 
 Duplicates are suppressed by GossipSub (message ID = origin + pubsub seqno). Replays of
 old attestations under new pubsub messages are NOT detected here: that is the job of the
@@ -106,7 +116,8 @@ TOPIC_EQUIVOCATIONS = "vouchnet/equivocations/1"
 TOPIC_HEADS = "vouchnet/heads/1"
 TOPICS = (TOPIC_ATTESTATIONS, TOPIC_EQUIVOCATIONS, TOPIC_HEADS)
 
-REJECT_REASONS = ("oversized", "malformed", "bad_signature", "wrong_origin", "origin_rejected", "validator_error")
+REJECT_REASONS = ("oversized", "malformed", "bad_signature", "wrong_origin", "origin_rejected", "record_rejected",
+                  "validator_error")
 
 # Library defaults, for GossipParams.library_defaults() (the control in the tests).
 _LIB_RATE_LIMIT = 10.0
@@ -166,8 +177,8 @@ class GossipParams:
     app_score_weight: float = 1.0
     # P4: each invalid message a peer forwards costs invalid_message_weight (counter
     # capped at invalid_message_cap, multiplied by invalid_message_decay per heartbeat).
-    # Note validation includes local policy (accept_origin): an honest forwarder can be
-    # penalised by a node whose policy disagrees with its own.
+    # Note validation includes local policy (accept_origin, accept_record): an honest
+    # forwarder can be penalised by a node whose policy disagrees with its own.
     invalid_message_weight: float = 0.05
     invalid_message_cap: float = 100.0
     invalid_message_decay: float = 0.95
@@ -232,6 +243,10 @@ def _accept_all(_origin: str) -> bool:
     return True
 
 
+def _accept_any_record(_topic: str, _record: Any, _origin: str) -> bool:
+    return True
+
+
 def _neutral_score(_peer: str) -> float:
     return 0.0
 
@@ -248,6 +263,10 @@ class Gossip:
     :param host: a py-libp2p host (``overlay.host.build_host``/``running_host``), running.
     :param accept_origin: trust/policy gate on a message's ORIGIN peer ID (str); a False
         (or an exception) rejects the message. Default: accept all.
+    :param accept_record: policy gate on a verified attestation or head:
+        ``(topic, record: Attestation | TreeHead, origin: str) -> bool``, asked after
+        ``accept_origin``; a False (or an exception) rejects the message, so it is neither
+        delivered nor forwarded. Not asked for equivocation proofs. Default: accept all.
     :param app_score: application score of a peer ID (str) for GossipSub's peer score
         (mesh, gossip targets, graylisting); must be cheap: it is called for every mesh
         peer on every forwarded message. An exception or NaN counts as -inf (graylisted).
@@ -266,6 +285,7 @@ class Gossip:
         *,
         params: GossipParams | None = None,
         accept_origin: Callable[[str], bool] = _accept_all,
+        accept_record: Callable[[str, Any, str], bool] = _accept_any_record,
         app_score: Callable[[str], float] = _neutral_score,
         on_attestation: Handler | None = None,
         on_equivocation: Handler | None = None,
@@ -276,6 +296,7 @@ class Gossip:
         self.metrics = metrics if metrics is not None else Metrics()
         self.params = params if params is not None else GossipParams()
         self._accept_origin = accept_origin
+        self._accept_record = accept_record
         self._app_score = app_score
         self._handlers: dict[str, Handler | None] = {
             TOPIC_ATTESTATIONS: on_attestation,
@@ -467,6 +488,14 @@ class Gossip:
                 raise _Reject("validator_error") from None
             if not accepted:
                 raise _Reject("origin_rejected")
+            if topic != TOPIC_EQUIVOCATIONS:
+                try:
+                    accepted = self._accept_record(topic, record, origin)
+                except Exception:
+                    logger.exception("accept_record(%s, %s) failed; rejecting", topic, origin)
+                    raise _Reject("validator_error") from None
+                if not accepted:
+                    raise _Reject("record_rejected")
         return record
 
     @staticmethod

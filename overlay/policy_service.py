@@ -56,7 +56,10 @@ MAX_ENTRIES_PER_FLUSH = 32    # distinct entries per window; the rest are folded
 MAX_FOLDED_PEERS = 10_000    # distinct peers counted in one folded entry
 MAX_REASON = 300
 DEFAULT_SOURCE = "<default policy>"
-MAX_THROTTLE = 2.0            # seconds a served request over a LIMIT may wait for its tokens
+# Seconds a served request over a LIMIT may wait for its tokens before the answer is BUSY. Short:
+# a waiting request holds one of the peer's streams and one of the node's, and fetch.py retries
+# BUSY with back-off anyway (docs/policy.md, "Limits on serving", has the measurements).
+MAX_THROTTLE = 0.25
 THROTTLE_STEP = 0.05
 
 ALLOW, DENY, LIMIT = Verdict.ALLOW, Verdict.DENY, Verdict.LIMIT
@@ -511,9 +514,10 @@ class PolicyService:
                             max_wait: float = 0.0) -> tuple[Any, str] | None:
         """None to serve a content request, else (ErrorCode, message): DENIED, or BUSY over a limit.
 
-        A request over a LIMIT first waits up to `max_wait` seconds (at most MAX_THROTTLE) for
-        its tokens, so a client pipelining a few requests is slowed down to the limit rather than
-        refused; only what the limit cannot admit in that time is answered BUSY."""
+        A request over a LIMIT first waits up to `max_wait` seconds (at most MAX_THROTTLE, 0.25 s)
+        for its tokens, so a client pipelining a few requests is slowed down to the limit rather
+        than refused; what the limit cannot admit in that time is answered BUSY, and the client
+        backs off and asks again without holding a stream here."""
         from overlay import protocol
         from trust.manifest import content_id_from_digest
         size = nbytes = None

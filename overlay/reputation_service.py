@@ -2,9 +2,12 @@
 
 Evidence enters through `record`/`rate`; every `interval` seconds, if anything changed, the
 node recomputes trust (a snapshot goes to the ledger), signs attestations for peers whose
-local trust moved, signs a new ledger head, and gossips both. Received attestations, heads and
-equivocation proofs are verified (gossip validators), checked for replay and equivocation,
-and written to the ledger before they count.
+local trust moved, signs a new ledger head, and gossips both. Signing a head fsyncs, and so
+does a WAL checkpoint: both run in a worker thread (the ledger is thread-safe, and its fsyncs
+hold no lock the event loop's ledger writes need), so serving goes on meanwhile. Received
+attestations, heads and equivocation proofs are verified and passed through the trust and
+policy gates (gossip validators: a refused record is neither delivered nor relayed), checked
+for replay and equivocation, and written to the ledger before they count.
 """
 from __future__ import annotations
 
@@ -16,9 +19,9 @@ from typing import Any, Iterable
 import numpy as np
 import trio
 
-from overlay.gossip import Gossip, GossipParams
+from overlay.gossip import TOPIC_ATTESTATIONS, TOPIC_HEADS, Gossip, GossipParams
 from overlay.metrics import Metrics
-from trust.attestation import Attestation, Equivocation, TreeHead
+from trust.attestation import Attestation, Equivocation, TreeHead, open_tree_head
 from trust.ledger import Ledger
 from trust.observations import Observation
 from trust.reputation import Reputation
@@ -32,7 +35,7 @@ LEDGER_FILE = "ledger.db"
 class ReputationService:
     def __init__(self, home: Path, identity: Any, *, anchors: Iterable[str] = (), damping: float = 0.15,
                  interval: float = 2.0, trust_floor: float = 0.0, metrics: Metrics | None = None):
-        self.ledger = Ledger(Path(home) / LEDGER_FILE, identity)
+        self.ledger = Ledger(Path(home) / LEDGER_FILE, identity, background_checkpoints=True)
         self.rep = Reputation(self.ledger, identity, anchors=anchors, damping=damping)
         self.interval = interval
         self.trust_floor = trust_floor
@@ -44,6 +47,7 @@ class ReputationService:
         self._head_size = -1
         self.stats = {"attestations_in": 0, "attestations_out": 0, "heads_in": 0, "equivocations": 0, "replays": 0}
         self.policy: Any = None  # overlay.policy_service.PolicyService, set by the node
+        self._gated = False  # the gossip validators ask accept_record (else the handlers do)
 
     def close(self) -> None:
         self.ledger.close()
@@ -115,6 +119,18 @@ class ReputationService:
             return False
         return self.policy is None or self.policy.allows("relay_gossip", origin)
 
+    def accept_record(self, topic: str, record: Any, origin: str) -> bool:
+        """Gossip validator gate on an attestation or a head (delivery and forwarding): the
+        policy's accept_attestation / accept_head, asked once per message. Equivocation proofs
+        are not asked: a policy about a peer must not stop the proof against it."""
+        if self.policy is None:
+            return True
+        if topic == TOPIC_ATTESTATIONS:
+            return self.policy.allows("accept_attestation", origin, publisher=record.issuer)
+        if topic == TOPIC_HEADS:
+            return self.policy.allows("accept_head", origin, publisher=record.issuer)
+        return True
+
     def app_score(self, peer: str) -> float:
         if peer in self.rep.state.equivocators:
             return -1000.0
@@ -139,8 +155,10 @@ class ReputationService:
 
     async def run(self, host: Any, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         self.gossip = Gossip(host, params=GossipParams(), accept_origin=self.accept_origin,
-                             app_score=self.app_score, on_attestation=self._on_attestation,
-                             on_equivocation=self._on_equivocation, on_head=self._on_head, metrics=self.metrics)
+                             accept_record=self.accept_record, app_score=self.app_score,
+                             on_attestation=self._on_attestation, on_equivocation=self._on_equivocation,
+                             on_head=self._on_head, metrics=self.metrics)
+        self._gated = True
         async with self.gossip.running():
             for peer in self.rep.state.equivocators:
                 self.gossip.blacklist(peer)
@@ -162,9 +180,13 @@ class ReputationService:
                 await self._publish("attestation", env)
             self.stats["attestations_out"] += len(envs)
         if self.ledger.size != self._head_size:
-            env = self.ledger.sign_head()
-            self._head_size = self.ledger.size
+            # Not abandoned on cancel: the node closes the ledger only after this returns.
+            env = await trio.to_thread.run_sync(self.ledger.sign_head)
+            # Entries the loop appended while the thread ran are left for the next head.
+            self._head_size = open_tree_head(env).size
             await self._publish("head", env)
+        if self.ledger.checkpoint_due:
+            await trio.to_thread.run_sync(self.ledger.checkpoint)
 
     async def _publish(self, what: str, data: Any) -> None:
         if self.gossip is None:
@@ -180,7 +202,7 @@ class ReputationService:
             log.debug("could not publish %s: %s", what, exc)
 
     def _on_attestation(self, att: Attestation, envelope: bytes, origin: str) -> None:
-        if self.policy is not None and not self.policy.allows("accept_attestation", origin, publisher=att.issuer):
+        if not self._gated and not self.accept_record(TOPIC_ATTESTATIONS, att, origin):
             return
         outcome, eq = self.rep.receive_attestation(envelope)
         self.stats["attestations_in"] += 1
@@ -197,7 +219,7 @@ class ReputationService:
             self._equivocation_found(eq, publish=False)  # gossip forwards it already
 
     def _on_head(self, head: TreeHead, envelope: bytes, origin: str) -> None:
-        if self.policy is not None and not self.policy.allows("accept_head", origin, publisher=head.issuer):
+        if not self._gated and not self.accept_record(TOPIC_HEADS, head, origin):
             return
         self.stats["heads_in"] += 1
         eq = self.ledger.add_peer_head(envelope)

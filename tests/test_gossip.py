@@ -13,6 +13,7 @@ import statistics
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -76,7 +77,8 @@ class Node:
 
 
 async def start_node(
-    stack: AsyncExitStack, name: str, params: GossipParams | None = None, accept_origin=None, app_score=None
+    stack: AsyncExitStack, name: str, params: GossipParams | None = None, accept_origin=None, app_score=None,
+    accept_record=None,
 ) -> Node:
     host = await stack.enter_async_context(running_host(SEEDS[name]))
     holder: dict[str, Node] = {}
@@ -93,6 +95,8 @@ async def start_node(
     kwargs: dict[str, Any] = {}
     if accept_origin is not None:
         kwargs["accept_origin"] = accept_origin
+    if accept_record is not None:
+        kwargs["accept_record"] = accept_record
     if app_score is not None:
         kwargs["app_score"] = app_score
     g = Gossip(host, params=params, on_attestation=on_att, on_equivocation=on_eq, on_head=on_head, **kwargs)
@@ -389,6 +393,59 @@ def test_origin_policy_and_blacklist():
             assert b.gossip.is_blacklisted(a.id) and c.gossip.is_blacklisted(a.id)
 
     run(body)
+
+
+@pytest.mark.network
+def test_records_refused_by_accept_record_are_neither_delivered_nor_forwarded():
+    """B's record gate (the node's accept_attestation / accept_head policy) refuses A's
+    attestations about S and A's heads: they stop at B, C never sees them. A's attestations
+    about D, and an equivocation proof A gossips (never asked), go through B to C."""
+    async def body():
+        async with AsyncExitStack() as stack:
+            asked: list[tuple[str, Any, str]] = []
+
+            def accept_record(topic: str, record: Any, origin: str) -> bool:
+                asked.append((topic, record, origin))
+                return not (origin == IDENT["A"].peer_id
+                            and (topic == TOPIC_HEADS or record.subject == IDENT["S"].peer_id))
+
+            a, b, c = await line(stack, B={"accept_record": accept_record})
+            refused_att = att("A", "S", seq=1)
+            head = sign_tree_head(IDENT["A"], 7, b"\x55" * 32, 1_700_000_000, 1)
+            eq = check_equivocation(att("D", seq=4, value=0.1), att("D", seq=4, value=0.9), Attestation.TAG)
+            await a.gossip.publish_attestation(refused_att)
+            await a.gossip.publish_head(head)
+            await a.gossip.publish_equivocation(eq)
+            accepted_att = att("A", "D", seq=2)
+            await a.gossip.publish_attestation(accepted_att)
+            assert await wait_until(lambda: len(c.eqs) == 1 and len(c.atts) == 1, 5)
+            await trio.sleep(0.3)  # anything forwarded with them has arrived by now
+            assert [x[1] for x in b.atts] == [x[1] for x in c.atts] == [accepted_att]
+            assert b.heads == [] and c.heads == []
+            assert c.eqs[0][0].to_bytes() == eq.to_bytes() and c.eqs[0][1] == a.id
+            assert dict(b.gossip.rejections) == {"record_rejected": 2}
+            assert b.gossip.rejections_by_topic == {(TOPIC_ATTESTATIONS, "record_rejected"): 1,
+                                                   (TOPIC_HEADS, "record_rejected"): 1}
+            assert sorted(t for t, _, _ in asked) == sorted([TOPIC_ATTESTATIONS, TOPIC_HEADS, TOPIC_ATTESTATIONS])
+            assert all(origin == a.id for _, _, origin in asked)  # own publishes are not asked
+            assert sum(c.gossip.rejections.values()) == 0
+
+    run(body)
+
+
+def test_accept_record_failure_rejects():
+    """An exception in accept_record rejects the message (validator_error), never escapes."""
+    host = build_host(SEEDS["B"])
+
+    def broken(topic: str, record: Any, origin: str) -> bool:
+        raise RuntimeError("policy bug")
+
+    g = Gossip(host, accept_record=broken)
+    validate = g._validators[TOPIC_ATTESTATIONS]
+    env = att("A")
+    msg = SimpleNamespace(data=env, from_id=ID.from_base58(IDENT["A"].peer_id).to_bytes())
+    assert validate(ID.from_base58(IDENT["A"].peer_id), msg) is False
+    assert g.rejections == {"validator_error": 1}
 
 
 @pytest.mark.network

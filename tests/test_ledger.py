@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import cbor2
 import pytest
@@ -795,6 +796,210 @@ def test_sigkill_at_any_moment_loses_at_most_the_batch_in_flight(tmp_path):
         assert heads and heads[-1].size <= size
         led.close()
         last = size
+
+
+# --- durability off the event loop, threads ----------------------------------------------------------
+
+
+def _fsyncs(monkeypatch, delay: float = 0.0, started: Any = None) -> list[tuple[str, float, float]]:
+    """Record every os.fsync from Python as (path, start, end), each made to take `delay` s (a slow
+    disk); `started` (a threading.Event) is set when the first one begins. SQLite's own fsyncs
+    (from C) are not seen."""
+    calls: list[tuple[str, float, float]] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        t0 = time.perf_counter()
+        if started is not None:
+            started.set()
+        if delay:
+            time.sleep(delay)
+        real(fd)
+        name = os.readlink(f"/proc/self/fd/{fd}") if os.path.isdir("/proc/self/fd") else str(fd)
+        calls.append((name, t0, time.perf_counter()))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return calls
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name the fsynced files")
+def test_sign_head_fsyncs_the_wal_before_it_returns(tmp_path, me, monkeypatch):
+    """The head commits with synchronous=NORMAL; the WAL fsync after it is what makes the head
+    (and every entry before it) durable, and it happens before sign_head returns."""
+    led = Ledger(tmp_path / "l.db", me)
+    led.append_many([("observation", obs(i)) for i in range(5)])
+    calls = _fsyncs(monkeypatch)
+    env = led.sign_head()
+    assert open_tree_head(env).size == 5
+    assert [c[0] for c in calls][:1] == [str((tmp_path / "l.db-wal").resolve())], calls
+    assert str(tmp_path.resolve()) in [c[0] for c in calls]  # the WAL's directory entry, once
+    calls.clear()
+    led.append("observation", obs(5))
+    led.sign_head()
+    assert [c[0] for c in calls] == [str((tmp_path / "l.db-wal").resolve())]
+    led.close()
+
+
+def test_appends_go_on_while_a_head_is_fsynced(tmp_path, me, monkeypatch):
+    """The fsync runs outside the connection lock: a thread signing a head on a slow disk does not
+    hold up appends from another thread (the event loop's, in the node)."""
+    import threading
+
+    led = Ledger(tmp_path / "l.db", me)
+    led.append("observation", obs(0))
+    fsyncing = threading.Event()
+    calls = _fsyncs(monkeypatch, delay=0.5, started=fsyncing)
+    signer = threading.Thread(target=led.sign_head)
+    signer.start()
+    assert fsyncing.wait(5)
+    t0 = time.perf_counter()
+    for i in range(1, 21):
+        led.append("observation", obs(i))
+    appending = time.perf_counter() - t0
+    signer.join()
+    assert calls and calls[0][2] - calls[0][1] >= 0.5  # the head's fsync did take its time
+    assert appending < 0.25, f"20 appends took {appending:.3f} s while the head was fsynced"
+    assert led.latest_head().size == 1 and led.size == 21
+    assert led.audit(workers=1).ok
+    led.close()
+
+
+def test_ledger_shared_between_threads_stays_consistent(tmp_path, me):
+    """A worker thread signs heads and checkpoints while this one appends, stores peer heads and
+    reads: every head is consistent with the ledger and the audit passes."""
+    import threading
+
+    led = Ledger(tmp_path / "l.db", me, background_checkpoints=True)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            while not stop.is_set():
+                led.sign_head()
+                led.checkpoint()
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    try:
+        for i in range(300):
+            led.append_many([("observation", obs(i)), ("observation", obs(i + 1))])
+            if i % 10 == 0:
+                led.add_peer_head(sign_tree_head(OTHERS[0], i, bytes(32), 1_700_000_000 + i, i + 1))
+            assert led.size == 2 * (i + 1)
+            list(led.entries(max(0, led.size - 3)))
+    finally:
+        stop.set()
+        t.join()
+    assert not errors, errors
+    heads = led.heads()
+    assert len(heads) > 1 and [h.seq for h in heads] == list(range(1, len(heads) + 1))
+    assert all(h.root == led.root(h.size) for h in heads)
+    report = led.audit(workers=1)
+    assert report.ok, report.problems
+    led.close()
+
+
+def test_background_checkpoints_move_the_wal_copy_off_the_writers(tmp_path, me, monkeypatch):
+    """With background_checkpoints, commits never checkpoint (SQLite's auto-checkpoint fsyncs on
+    whichever commit fills the WAL); checkpoint() does, when due; a writer does it itself only
+    when nobody did for MAX_UNCHECKPOINTED commits."""
+    import trust.ledger as ledger_mod
+
+    path = tmp_path / "l.db"
+    led = Ledger(path, me, background_checkpoints=True)
+    db_size = path.stat().st_size
+    for i in range(ledger_mod.CHECKPOINT_AFTER - 1):
+        led.append("observation", obs(i))
+    assert not led.checkpoint_due
+    led.append("observation", obs(999))
+    assert led.checkpoint_due and path.stat().st_size == db_size  # all of it still in the WAL only
+    led.checkpoint()
+    assert not led.checkpoint_due and path.stat().st_size > db_size  # copied into the database
+    monkeypatch.setattr(ledger_mod, "MAX_UNCHECKPOINTED", 300)
+    db_size = path.stat().st_size
+    for i in range(299):
+        led.append("observation", obs(i))
+    assert led.checkpoint_due and path.stat().st_size == db_size
+    led.append("observation", obs(299))  # the 300th commit without checkpoint(): inline
+    assert not led.checkpoint_due and path.stat().st_size > db_size
+    assert led.audit(workers=1).ok
+    led.close()
+    assert Ledger(path, readonly=True).size == ledger_mod.CHECKPOINT_AFTER + 300
+
+
+@pytest.mark.parametrize("slow_part", ["sign_head", "fsync"])
+def test_tick_signs_the_head_off_the_event_loop(tmp_path, me, monkeypatch, slow_part):
+    """ReputationService.tick signs the head in a worker thread: with a sign_head that blocks for
+    0.5 s (all of it, or only its fsync: then the ledger's lock must not be held meanwhile), a
+    concurrent task on the event loop that writes to the ledger every 10 ms is never late by more
+    than a fraction of that, and the head it publishes is durable. Entries appended meanwhile are
+    not covered by this head, so the next tick signs another."""
+    import trio
+
+    from overlay.reputation_service import ReputationService
+    from trust.observations import Kind, Observation
+
+    slow = 0.5
+    if slow_part == "fsync":
+        _fsyncs(monkeypatch, delay=slow)  # a disk that takes its time over the fsync
+    else:
+        real_sign_head = Ledger.sign_head
+
+        def slow_sign_head(self: Ledger) -> bytes:
+            time.sleep(slow)
+            return real_sign_head(self)
+
+        monkeypatch.setattr(Ledger, "sign_head", slow_sign_head)
+    rs = ReputationService(tmp_path, me)
+    rs.record(Observation(OTHERS[0].peer_id, Kind.CHUNK_VERIFIED, count=1))
+    published: list[bytes] = []
+
+    async def publish(what: str, data: bytes) -> None:
+        published.append(data)
+
+    rs._publish = publish  # type: ignore[method-assign]
+
+    async def main() -> tuple[list[float], float]:
+        lags: list[float] = []
+        took = 0.0
+        done = trio.Event()
+
+        async def ticker() -> None:
+            nonlocal took
+            t0 = time.perf_counter()
+            await rs.tick()
+            took = time.perf_counter() - t0
+            done.set()
+
+        async def serving() -> None:  # stands in for the node serving and recording evidence
+            i = 0
+            while not done.is_set():
+                t0 = time.perf_counter()
+                await trio.sleep(0.01)
+                lags.append(time.perf_counter() - t0 - 0.01)
+                rs.record(Observation(OTHERS[i % 5].peer_id, Kind.CHUNK_VERIFIED, count=1))
+                i += 1
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serving)
+            nursery.start_soon(ticker)
+        return lags, took
+
+    try:
+        lags, took = trio.run(main)
+        assert took >= slow and len(lags) >= 10
+        assert max(lags) < 0.25, f"event loop stalled {max(lags):.3f} s during the tick"
+        head = open_tree_head(published[-1])
+        assert rs.ledger.latest_head().envelope == published[-1] and rs._head_size == head.size
+        assert rs.ledger.size > head.size  # the loop kept appending while the head was signed
+        published.clear()
+        trio.run(rs.tick)
+        assert open_tree_head(published[-1]).size == rs.ledger.size
+    finally:
+        rs.close()
 
 
 # --- command line ----------------------------------------------------------------------------------

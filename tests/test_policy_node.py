@@ -12,11 +12,12 @@ from types import SimpleNamespace
 
 import pytest
 import trio
+import trio.testing
 
 from overlay import protocol
 from overlay.config import parse_config
-from overlay.policy_service import (DECISION_KIND, ENV_VAR, LOADED_KIND, MAX_ENTRIES_PER_FLUSH, PolicyDenied,
-                                    PolicyService, resolve_policy_path)
+from overlay.policy_service import (DECISION_KIND, ENV_VAR, LOADED_KIND, MAX_ENTRIES_PER_FLUSH, MAX_THROTTLE,
+                                    PolicyDenied, PolicyService, resolve_policy_path)
 from policy import Action, Verdict, default_policy
 from tests.conftest import run_cli
 from trust.errors import ConfigError, VouchnetError
@@ -221,30 +222,94 @@ def test_serve_refusal_answers_denied_or_busy(tmp_path, rep):
     assert svc.stats()["by_rule"]["rate_limit"] == {"limit": 3, "refused": 1}
 
 
+RATE_10 = RATE_2.replace("rate = 2.0", "rate = 10.0")
+
+
+async def _burst(svc: PolicyService, req, store, n: int, max_wait: float) -> tuple[list, float]:
+    """n requests from A at once; their refusals (None: served) and how long the last one took."""
+    out: list = []
+    t0 = trio.current_time()
+
+    async def one() -> None:
+        out.append(await svc.serve_refusal(A, None, req, store, max_wait))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(n):
+            nursery.start_soon(one)
+    return out, trio.current_time() - t0
+
+
 def test_serving_over_a_limit_waits_for_tokens_before_answering_busy(tmp_path, rep):
-    """A client pipelining 4 requests against 2 requests/s (burst 2) is slowed down, not refused,
-    when the wait fits in max_wait; what does not fit is answered BUSY."""
+    """A client pipelining 12 requests against 10 requests/s (burst 10) is slowed down, not refused,
+    when the wait fits in max_wait (and MAX_THROTTLE); what does not fit is answered BUSY."""
     store = FakeStore(SimpleNamespace(size=1024, chunk_count=1, chunk_length=lambda i: 1024))
     req = protocol.GetChunks(bytes(32), 0, 1)
-    svc = service(tmp_path, RATE_2, rep)
 
-    async def burst(n: int, max_wait: float) -> list:
-        out: list = []
+    async def main() -> None:
+        svc = service(tmp_path, RATE_10, rep, clock=trio.current_time)
+        results, took = await _burst(svc, req, store, 12, 0.25)
+        assert results == [None] * 12
+        assert 0.15 < took <= 0.25  # the 11th and 12th waited 0.1 s and 0.2 s
+        await trio.sleep(2.0)  # refill
+        results, _ = await _burst(svc, req, store, 12, 0.15)
+        assert results.count(None) == 11 and sum(1 for r in results if r and r[0] == protocol.ErrorCode.BUSY) == 1
 
-        async def one() -> None:
-            out.append(await svc.serve_refusal(A, None, req, store, max_wait))
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
+
+def test_serving_waits_at_most_max_throttle_whatever_the_caller_allows(tmp_path, rep):
+    """The node allows half its request timeout (5 s); a request over a LIMIT still waits at most
+    MAX_THROTTLE for its tokens and is then answered BUSY (the client backs off and asks again),
+    so it does not hold the peer's and the node's streams for seconds."""
+    store = FakeStore(SimpleNamespace(size=1024, chunk_count=1, chunk_length=lambda i: 1024))
+    req = protocol.GetChunks(bytes(32), 0, 1)
+
+    async def main() -> None:
+        svc = service(tmp_path, RATE_2, rep, clock=trio.current_time)
+        assert (await _burst(svc, req, store, 2, 5.0))[0] == [None, None]  # the burst of 2
+        t0 = trio.current_time()
+        code, msg = await svc.serve_refusal(A, None, req, store, 5.0)  # its token is 0.5 s away
+        assert code == protocol.ErrorCode.BUSY and "rate_limit" in msg
+        assert trio.current_time() - t0 <= MAX_THROTTLE <= 0.25
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_a_fetching_client_gets_the_limit_without_pinning_server_streams(tmp_path, rep):
+    """fetch.py's provider loop (3 requests in flight, BUSY back-off from 50 ms doubling to 2 s,
+    given up after MAX_BUSY in a row) against 1 request/s for 60 s: it gets ~the limit, is never
+    near giving up, and the server holds under 2 of its streams on average (~3 with a 2 s wait)."""
+    from overlay.fetch import BUSY_BACKOFF, BUSY_BACKOFF_MAX, MAX_BUSY, STREAMS_PER_PROVIDER
+    store = FakeStore(SimpleNamespace(size=1 << 22, chunk_count=16, chunk_length=lambda i: 1 << 18))
+    req = protocol.GetChunks(bytes(32), 0, 16)
+    duration = 60.0
+    st = SimpleNamespace(busy=0, most_busy=0, served=0, held=0.0)
+
+    async def worker(svc: PolicyService) -> None:
+        while trio.current_time() < duration:
+            await trio.sleep(0.01)  # half a round trip
+            t0 = trio.current_time()
+            refused = await svc.serve_refusal(A, None, req, store, 5.0)
+            st.held += trio.current_time() - t0
+            await trio.sleep(0.01)
+            if refused is None:
+                st.served, st.busy = st.served + 1, 0
+                await trio.sleep(0.05)  # the batch arrives
+            else:
+                st.busy += 1
+                st.most_busy = max(st.most_busy, st.busy)
+                await trio.sleep(min(BUSY_BACKOFF * 2 ** (st.busy - 1), BUSY_BACKOFF_MAX))
+
+    async def main() -> None:
+        svc = service(tmp_path, RATE_2.replace("rate = 2.0", "rate = 1.0"), rep, clock=trio.current_time)
         async with trio.open_nursery() as nursery:
-            for _ in range(n):
-                nursery.start_soon(one)
-        return out
+            for _ in range(STREAMS_PER_PROVIDER):
+                nursery.start_soon(worker, svc)
 
-    t0 = time.monotonic()
-    assert trio.run(burst, 4, 1.5) == [None] * 4
-    assert 0.8 < time.monotonic() - t0 < 1.5  # the 3rd and 4th waited 0.5 s and 1 s
-    time.sleep(1.0)  # refill
-    results = trio.run(burst, 4, 0.6)
-    assert results.count(None) == 3 and sum(1 for r in results if r and r[0] == protocol.ErrorCode.BUSY) == 1
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert st.served / duration >= 0.9
+    assert st.most_busy <= MAX_BUSY - 3
+    assert st.held / duration < 2.0
 
 
 def test_providers_dials_and_content(tmp_path, rep):
@@ -442,6 +507,41 @@ def test_reputation_service_asks_the_policy_about_gossip(tmp_path, identity, oth
         logged = {(b["action"], b["rule"]) for b in entries(rs.ledger)}
         assert logged == {("relay_gossip", "mute"), ("accept_attestation", "mute")}
         assert rs.ledger.audit(workers=1).ok
+    finally:
+        rs.close()
+
+
+def test_the_gossip_gate_asks_the_policy_once_per_record(tmp_path, identity, other_identity):
+    """With gossip running, accept_attestation / accept_head are asked in the validator
+    (accept_record) and not again by the handlers, so a LIMIT's tokens and the decision counts
+    are taken once per message; equivocation proofs are never asked."""
+    from overlay.gossip import TOPIC_ATTESTATIONS, TOPIC_EQUIVOCATIONS, TOPIC_HEADS
+    from overlay.reputation_service import ReputationService
+    from trust.attestation import (Attestation, check_equivocation, evidence_digest, open_attestation,
+                                   open_tree_head, sign_attestation, sign_tree_head)
+    rs = ReputationService(tmp_path, identity)
+    try:
+        issuer = other_identity.peer_id
+        write(tmp_path / "policy.toml", '[policy]\ndefault = "allow"\n\n[[rule]]\ntype = "rate_limit"\n'
+                                        'actions = ["accept_attestation", "accept_head"]\nrate = 1.0\n')
+        rs.policy = PolicyService(tmp_path, rep=rs.rep, ledger=rs.ledger)
+        rs._gated = True  # as ReputationService.run wires it
+        envs = [sign_attestation(other_identity, A, 0.5, seq, int(time.time()), evidence_digest([]))
+                for seq in (1, 2)]
+        atts = [open_attestation(e) for e in envs]
+        assert rs.accept_record(TOPIC_ATTESTATIONS, atts[0], issuer)  # the burst of 1
+        rs._on_attestation(atts[0], envs[0], issuer)
+        assert rs.stats["attestations_in"] == 1
+        assert not rs.accept_record(TOPIC_ATTESTATIONS, atts[1], issuer)  # over 1/s: refused at the gate
+        assert rs.policy.stats()["by_action"]["accept_attestation"] == {"limit": 2, "refused": 1}
+        head_env = sign_tree_head(other_identity, 1, bytes(32), int(time.time()), 1)
+        assert rs.accept_record(TOPIC_HEADS, open_tree_head(head_env), issuer)
+        rs._on_head(open_tree_head(head_env), head_env, issuer)
+        assert rs.stats["heads_in"] == 1 and rs.policy.stats()["by_action"]["accept_head"] == {"limit": 1}
+        eq = check_equivocation(*(sign_attestation(other_identity, B, v, 9, 1_700_000_000, evidence_digest([]))
+                                  for v in (0.1, 0.9)), Attestation.TAG)
+        decisions = rs.policy.decisions
+        assert rs.accept_record(TOPIC_EQUIVOCATIONS, eq, issuer) and rs.policy.decisions == decisions
     finally:
         rs.close()
 

@@ -102,3 +102,77 @@ def test_equivocating_node_is_distrusted_everywhere(network):
     explained = h2.cli_json("trust", "explain", e.peer_id)
     assert explained["equivocated"] and any(ev["kind"] == "equivocation" for ev in explained["evidence"])
     print(f"equivocation proven on every honest node within {elapsed:.1f} s")
+
+
+def test_attestations_and_heads_the_policy_refuses_are_not_relayed(tmp_path):
+    """Real hosts in this process, A - B - C, B a ReputationService whose policy refuses A's
+    attestations and heads (accept_attestation / accept_head) but relays A's gossip: the refusal
+    is made in B's gossip validator, so A's records are neither taken in by B nor forwarded to C
+    (they used to be, the policy being asked only after delivery). A's equivocation proof, which
+    those actions do not cover, still reaches C and is recorded by B; after a reload that allows
+    A, A's next attestation reaches both."""
+    import trio
+
+    from overlay.host import running_host
+    from overlay.policy_service import PolicyService
+    from overlay.reputation_service import ReputationService
+    from tests.test_gossip import IDENT, SEEDS, att, start_node, wait_until
+    from trust.attestation import Attestation, check_equivocation, sign_tree_head
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+
+    a_id = IDENT["A"].peer_id
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text(f'[policy]\ndefault = "allow"\n\n[[rule]]\ntype = "deny_peers"\nname = "mute-a"\n'
+                           f'actions = ["accept_attestation", "accept_head"]\npeers = ["{a_id}"]\n')
+    rs = ReputationService(tmp_path, IDENT["B"], interval=60.0)
+    rs.policy = PolicyService(tmp_path, rep=rs.rep, ledger=rs.ledger)
+
+    async def body() -> None:
+        from contextlib import AsyncExitStack
+
+        async with AsyncExitStack() as stack:
+            a = await start_node(stack, "A")
+            c = await start_node(stack, "C")
+            host_b = await stack.enter_async_context(running_host(SEEDS["B"]))
+            nursery = await stack.enter_async_context(trio.open_nursery())
+            stack.callback(nursery.cancel_scope.cancel)
+            await nursery.start(rs.run, host_b)
+            gb = rs.gossip
+            for other in (a, c):
+                await host_b.connect(info_from_p2p_addr(other.gossip.host.get_addrs()[0]))
+                await gb.wait_for_mesh(other.id)
+                await other.gossip.wait_for_mesh(gb.my_id)
+
+            muted = att("A", "S", seq=1)
+            await a.gossip.publish_attestation(muted)
+            await a.gossip.publish_head(sign_tree_head(IDENT["A"], 3, b"\x66" * 32, 1_700_000_000, 1))
+            eq = check_equivocation(att("D", seq=5, value=0.2), att("D", seq=5, value=0.7), Attestation.TAG)
+            await a.gossip.publish_equivocation(eq)
+            assert await wait_until(lambda: len(c.eqs) == 1, 5)
+            await trio.sleep(0.3)
+            assert [x for x in c.atts if x[2] == a.id] == [] and [x for x in c.heads if x[2] == a.id] == []
+            assert rs.stats["attestations_in"] == 0 and rs.stats["heads_in"] == 0
+            assert rs.ledger.peer_heads(a.id) == [] and (a.id, IDENT["S"].peer_id) not in rs.rep.state.received
+            assert gb.rejections["record_rejected"] == 2
+            assert IDENT["D"].peer_id in rs.rep.state.equivocators  # the proof went through
+
+            policy_file.write_text('[policy]\ndefault = "allow"\n')
+            assert rs.policy.reload()["ok"]
+            allowed = att("A", "S", seq=2)
+            await a.gossip.publish_attestation(allowed)
+            assert await wait_until(lambda: any(x[1] == allowed for x in c.atts), 5)
+            assert (a.id, IDENT["S"].peer_id) in rs.rep.state.received and rs.stats["attestations_in"] == 1
+
+            rs.policy.flush()
+            decisions = {(e.body["action"], e.body["rule"], e.body["count"]) for e in rs.ledger.entries()
+                         if e.kind == "policy-decision"}
+            assert decisions == {("accept_attestation", "mute-a", 1), ("accept_head", "mute-a", 1)}
+
+    async def bounded() -> None:
+        with trio.fail_after(30):
+            await body()
+
+    try:
+        trio.run(bounded)
+    finally:
+        rs.close()

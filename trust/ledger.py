@@ -10,8 +10,13 @@ Layout and rules are documented in docs/ledger.md. In short:
   the ledger's Merkle tree.
 - own heads are TreeHead records (trust.attestation) with ``seq`` 1, 2, 3, ... and strictly
   increasing ``ts`` (unix seconds), each consistent with the one before.
-- writes are batched: `append_many` is one SQLite transaction (WAL, synchronous=NORMAL;
-  signing a head commits with synchronous=FULL, which also makes every earlier entry durable).
+- writes are batched: `append_many` is one SQLite transaction (WAL, synchronous=NORMAL: no
+  fsync per commit). `sign_head` makes its head durable before it returns by an fsync of the
+  WAL, which also makes every earlier entry durable; the fsync runs outside the connection
+  lock, so other threads keep reading and writing meanwhile (the node calls it in a worker
+  thread, `Ledger` is safe to share between threads). With ``background_checkpoints`` the
+  WAL is copied into the database (a checkpoint, two more fsyncs) only by `checkpoint()`,
+  off the writers' path, instead of by whichever commit happens to fill it.
 """
 from __future__ import annotations
 
@@ -70,6 +75,12 @@ PARALLEL_ROWS = 50_000
 PARALLEL_SIGNATURES = 2_000
 CHUNK = 1 << 14
 MAX_PROBLEMS_PER_CHUNK = 10_000  # a wholesale-rewritten ledger must not produce gigabytes of report
+
+# Commits between checkpoints with background_checkpoints: `checkpoint_due` from CHECKPOINT_AFTER on;
+# a writer checkpoints inline only past MAX_UNCHECKPOINTED (nobody called checkpoint()), so the WAL
+# stays bounded either way. A small commit adds 1-3 WAL pages: under SQLite's own 1000-page trigger.
+CHECKPOINT_AFTER = 256
+MAX_UNCHECKPOINTED = 4096
 
 # leaf data header with the RFC 9162 leaf prefix in front: 0x00 || idx || ts || len(kind)
 _LEAF_HDR = struct.Struct(">xQQB")
@@ -892,15 +903,27 @@ class Ledger:
 
     One writer process at a time is expected; a second one is safe (every write re-reads the
     tail inside its transaction and catches the in-memory tree up) but slower.
+
+    Thread-safe: every use of the connection holds `_lock` (short: one transaction or one
+    page of reads, never an fsync). `sign_head` and `checkpoint` block on disk I/O and are
+    meant for a worker thread; they are serialised by `_sync_lock`, always taken before
+    `_lock`, and their fsyncs run holding `_sync_lock` only.
     """
 
     def __init__(self, path: Path | str, identity: Any = None, *, readonly: bool = False,
-                 owner: str | None = None):
+                 owner: str | None = None, background_checkpoints: bool = False):
         self.path = Path(path)
         self.identity = identity
         self.readonly = readonly
         self._lock = threading.RLock()
+        self._sync_lock = threading.Lock()
         self._tree: MerkleTree | None = None
+        self._wal = False
+        self._dir_synced = False
+        self._ckpt_db: sqlite3.Connection | None = None
+        self.background_checkpoints = background_checkpoints and not readonly
+        self._commits = 0           # write transactions committed through this object
+        self._checkpointed_at = 0   # _commits when the last checkpoint started
         self._owner_arg = owner
         if identity is not None and owner is not None and identity.peer_id != owner:
             raise LedgerError(f"identity {identity.peer_id} is not the expected owner {owner}")
@@ -918,8 +941,13 @@ class Ledger:
             if readonly:
                 self._db.execute("PRAGMA query_only=ON")
             else:
-                self._db.execute("PRAGMA journal_mode=WAL")
+                mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()
+                # A file system without WAL support keeps a rollback journal: heads then commit
+                # with synchronous=FULL as one step (sign_head).
+                self._wal = bool(mode) and str(mode[0]).lower() == "wal"
                 self._db.execute("PRAGMA synchronous=NORMAL")
+                if self.background_checkpoints and self._wal:
+                    self._db.execute("PRAGMA wal_autocheckpoint=0")  # checkpoint() does it, off the loop
                 self._init_schema()
             self._check_format()
             stored = self._meta("peer_id")
@@ -965,7 +993,8 @@ class Ledger:
             raise LedgerOpenError(f"{self.path} is a version {ver} ledger; this vouchnet reads version {VERSION}")
 
     def _meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
     @property
@@ -976,7 +1005,12 @@ class Ledger:
         return self._owner_arg or self._meta("peer_id")
 
     def close(self) -> None:
-        self._db.close()
+        # Waits for a sign_head or checkpoint running in another thread.
+        with self._sync_lock, self._lock:
+            if self._ckpt_db is not None:
+                self._ckpt_db.close()
+                self._ckpt_db = None
+            self._db.close()
 
     def __enter__(self) -> "Ledger":
         return self
@@ -1064,40 +1098,115 @@ class Ledger:
                     db.execute("ROLLBACK")
                 raise
             _extend_tree(tree, leaves)
+            self._committed()
         return list(idxs)
 
     def sign_head(self) -> bytes:
-        """Sign and store a tree head over every entry; returns the envelope."""
+        """Sign and store a tree head over every entry, durably; returns the envelope.
+
+        Blocking (an fsync): from trio, call it in a worker thread (`trio.to_thread.run_sync`).
+        The head is committed holding the connection lock (no fsync: synchronous=NORMAL) and
+        the WAL is then fsynced outside it, so other threads' reads and appends are not held
+        up by the disk. The head is visible to readers a moment before it is durable; it is
+        durable when this returns, and only then may it be published (a head lost in a crash
+        after it was gossiped would be re-signed differently: an equivocation)."""
         self._writable()
         if self.identity is None:
             raise LedgerError("signing a tree head needs this node's identity")
-        with self._lock:
-            db = self._db
+        with self._sync_lock:
+            with self._lock:
+                env = self._commit_head(durable=not self._wal)
+            self._sync_wal()
+        return env
+
+    def _commit_head(self, durable: bool) -> bytes:
+        db = self._db
+        if durable:
             db.execute("PRAGMA synchronous=FULL")
+        try:
+            db.execute("BEGIN IMMEDIATE")
             try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    n, _ = self._tail()
-                    tree = self._sync_tree(n)
-                    last = db.execute("SELECT seq, ts FROM heads ORDER BY seq DESC LIMIT 1").fetchone()
-                    seq = 1 if last is None else last[0] + 1
-                    ts = int(time.time())
-                    if last is not None and ts <= last[1]:
-                        ts = last[1] + 1
-                    root = tree.root(n)
-                    env = sign_tree_head(self.identity, n, root, ts, seq)
-                    db.execute("INSERT INTO meta(key, value) VALUES ('peer_id', ?) ON CONFLICT(key) DO NOTHING",
-                               (self.identity.peer_id,))
-                    db.execute("INSERT INTO heads(seq, size, root, ts, envelope) VALUES (?, ?, ?, ?, ?)",
-                               (seq, n, root, ts, env))
-                    db.execute("COMMIT")
-                except BaseException:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    raise
-            finally:
+                n, _ = self._tail()
+                tree = self._sync_tree(n)
+                last = db.execute("SELECT seq, ts FROM heads ORDER BY seq DESC LIMIT 1").fetchone()
+                seq = 1 if last is None else last[0] + 1
+                ts = int(time.time())
+                if last is not None and ts <= last[1]:
+                    ts = last[1] + 1
+                root = tree.root(n)
+                env = sign_tree_head(self.identity, n, root, ts, seq)
+                db.execute("INSERT INTO meta(key, value) VALUES ('peer_id', ?) ON CONFLICT(key) DO NOTHING",
+                           (self.identity.peer_id,))
+                db.execute("INSERT INTO heads(seq, size, root, ts, envelope) VALUES (?, ?, ?, ?, ?)",
+                           (seq, n, root, ts, env))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            self._committed()
+        finally:
+            if durable:
                 db.execute("PRAGMA synchronous=NORMAL")
         return env
+
+    def _sync_wal(self) -> None:
+        """fsync the WAL: every transaction committed so far becomes durable (what a commit with
+        synchronous=FULL does, without holding SQLite's write lock or ours). Caller holds
+        _sync_lock. SQLite puts no POSIX locks on the -wal file, so opening and closing it here
+        cannot drop the connection's locks."""
+        if not self._wal:
+            return
+        wal = self.path.with_name(self.path.name + "-wal")
+        try:
+            fd = os.open(wal, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            return  # no WAL: everything was checkpointed into the database, and checkpoints fsync it
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if not self._dir_synced:  # the WAL's directory entry, once (SQLite does it on its first WAL fsync)
+            try:
+                dfd = os.open(wal.parent, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
+            except OSError:  # some file systems cannot fsync a directory; SQLite ignores that too
+                pass
+            self._dir_synced = True
+
+    def _committed(self) -> None:
+        """Bookkeeping after a write transaction (caller holds _lock)."""
+        self._commits += 1
+        if self.background_checkpoints and self._wal and self._commits - self._checkpointed_at >= MAX_UNCHECKPOINTED:
+            # Nobody ran checkpoint(): keep the WAL bounded here, on the writer's path.
+            self._checkpointed_at = self._commits
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    @property
+    def checkpoint_due(self) -> bool:
+        """With background_checkpoints: enough commits since the last checkpoint to run one."""
+        return self.background_checkpoints and self._wal and self._commits - self._checkpointed_at >= CHECKPOINT_AFTER
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file (SQLite's PASSIVE checkpoint: both are fsynced),
+        on a connection of its own, so writers and readers go on meanwhile. Blocking: call it in a
+        worker thread. Needed only with background_checkpoints (otherwise SQLite checkpoints on
+        commit)."""
+        self._writable()
+        if not self._wal:
+            return
+        with self._sync_lock:
+            with self._lock:
+                start = self._commits
+            if self._ckpt_db is None:
+                self._ckpt_db = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
+                self._ckpt_db.execute("PRAGMA synchronous=NORMAL")  # checkpoints fsync WAL and database
+            self._ckpt_db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            with self._lock:
+                self._checkpointed_at = max(self._checkpointed_at, start)
 
     def add_peer_head(self, envelope: bytes) -> Equivocation | None:
         """Verify and keep a tree head another node signed. Returns an equivocation proof (also
@@ -1131,6 +1240,7 @@ class Ledger:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
+            self._committed()
         return eq
 
     def _insert_equivocation(self, eq: Equivocation) -> bool:
@@ -1151,6 +1261,7 @@ class Ledger:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
+            self._committed()
         return new
 
     # -- reading -------------------------------------------------------------------------------
