@@ -115,7 +115,8 @@ def fetch(obj: Ctx, cid: str, output: Path | None, providers: tuple[str, ...], f
     """Fetch content by CID through the running node, verifying every chunk before it is written.
 
     Providers come from --from, the DHT and connected peers; several are used in parallel. An
-    interrupted fetch resumes where it stopped.
+    interrupted fetch resumes where it stopped. Providers the local policy refuses are skipped
+    and listed with the rule that refused them; the fetch fails only if none is left.
 
     \b
     Example:
@@ -144,6 +145,8 @@ def fetch(obj: Ctx, cid: str, output: Path | None, providers: tuple[str, ...], f
     for peer, st in result["providers"].items():
         note = f"  DROPPED ({st['dropped']})" if st["dropped"] else ""
         click.echo(f"  {peer}: {st['chunks']} chunks{note}")
+    for peer, why in result.get("refused_by_policy", {}).items():
+        click.echo(f"  {peer}: skipped, {why}")
     if output:
         click.echo(f"wrote {output}")
 

@@ -9,6 +9,10 @@ when the queue runs dry, idle providers duplicate batches still in flight elsewh
 so one slow peer cannot hold the fetch back. A provider that answers BUSY keeps its place:
 the batch goes back to the queue and that worker backs off before asking again.
 
+Providers the local policy refuses (outbound_dial for named ones, choose_provider for all) are
+skipped and reported with the rule that refused them; the fetch fails on policy grounds only
+when no allowed provider is left.
+
 Throughput: each request's stream is granted a receive window for its whole answer (no Yamux
 window stalls, no window updates); chunks are verified and written as they arrive (a fraction of
 a millisecond each, less than a hand-off to a thread and back) and noted in the store a few at a
@@ -28,8 +32,10 @@ import trio
 from overlay import protocol
 from overlay.framing import HEADER_SIZE
 from overlay.libp2p_compat import window_for_response
+from overlay.policy_service import PolicyDenied
 from overlay.store import ChunkWriter
 from overlay.streams import close_quietly, frame_reader, receive, receive_from, send_payload
+from policy import Action
 from trust import merkle
 from trust.errors import DecodeError, ProofError, SignatureError, StoreError, VouchnetError
 from trust.manifest import Manifest, open_manifest, parse_cid
@@ -70,12 +76,14 @@ class FetchResult:
     seconds: float
     providers: dict[str, ProviderStats]
     already_had: int = 0
+    refused: dict[str, str] = field(default_factory=dict)  # provider -> why the local policy skipped it
 
     def to_json(self) -> dict[str, Any]:
         return {"cid": self.cid, "size": self.size, "chunks": self.chunks, "seconds": round(self.seconds, 3),
                 "already_had": self.already_had,
                 "providers": {p: {"chunks": s.chunks, "bytes": s.nbytes, "strikes": s.strikes, "dropped": s.dropped}
-                              for p, s in self.providers.items()}}
+                              for p, s in self.providers.items()},
+                "refused_by_policy": dict(self.refused)}
 
 
 @dataclass
@@ -100,6 +108,58 @@ def response_bytes(m: Manifest, start: int, count: int) -> int:
     return data + count * per_chunk + HEADER_SIZE + protocol.MAX_ERROR_SIZE
 
 
+def order_providers(named: list[str], announced: list[str], connected: list[str], me: str,
+                    rank: Callable[[list[str]], list[str]]) -> tuple[list[str], list[str]]:
+    """(the order a fetch asks providers in, the peers ``rank`` left out: distrusted ones).
+
+    Known holders (named with --from, or announced on the DHT) come before peers that are merely
+    connected, each group in ``rank``'s order: ranked together, trusted non-holders took every
+    provider slot and the fetch failed although a holder was known (24-node real-network run)."""
+    unique: list[str] = []
+    seen = {me}
+    for p in (*named, *announced, *connected):
+        if p not in seen:
+            seen.add(p)
+            unique.append(p)
+    holders = set(named) | set(announced)
+    ordered = rank([p for p in unique if p in holders]) + rank([p for p in unique if p not in holders])
+    return ordered, sorted(set(unique) - set(ordered))
+
+
+def refusal(action: Action, decision: Any) -> str:
+    """How a provider refusal is reported: the enforcement point and the rule that refused."""
+    if decision is None:
+        return f"{action.value} denied by the local policy"
+    return f"{action.value} denied by rule {decision.rule} ({decision.reason})"
+
+
+async def dial_named(node: Any, addrs: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Connect to the providers named with --from: (their peer IDs, {peer: why the local policy
+    refused to dial it}). A refused one is skipped so the fetch can go on with the others; an
+    unreachable one still raises (the user named it)."""
+    from overlay.host import parse_peer_multiaddr
+    named: list[str] = []
+    refused: dict[str, str] = {}
+    for addr in addrs:
+        try:
+            named.append(await node.connect(addr))
+        except PolicyDenied as exc:
+            peer = str(parse_peer_multiaddr(addr).peer_id)
+            refused[peer] = refusal(Action.OUTBOUND_DIAL, exc.decision)
+            log.warning("skipping provider %s: %s", peer, refused[peer])
+    return named, refused
+
+
+def _choose_refusal(gate: Any, peer: str, content_size: int | None) -> str:
+    """Why ``gate`` refuses ``peer`` as a provider: choose_providers only logs it, so ask again
+    with a dry run (counts and logs nothing)."""
+    try:
+        out = gate.explain(Action.CHOOSE_PROVIDER, peer, content_size=content_size)["outcome"]
+    except Exception:  # noqa: BLE001 - the refusal stands; only its explanation is missing
+        return refusal(Action.CHOOSE_PROVIDER, None)
+    return f"{Action.CHOOSE_PROVIDER.value} denied by rule {out['rule']} ({out['reason']})"
+
+
 def contiguous_batches(indexes: list[int], size: int = BATCH) -> list[list[int]]:
     out: list[list[int]] = []
     for i in sorted(indexes):
@@ -112,11 +172,14 @@ def contiguous_batches(indexes: list[int], size: int = BATCH) -> list[list[int]]
 
 class Fetch:
     def __init__(self, node: Any, cid: str, providers: list[str],
-                 progress: Callable[[int, int], Awaitable[None]] | None = None):
+                 progress: Callable[[int, int], Awaitable[None]] | None = None,
+                 refused: dict[str, str] | None = None, holders: set[str] | None = None):
         self.node = node
         self.cid = cid
         self.digest = parse_cid(cid)
-        self.candidates = providers
+        self.candidates = providers  # in order (order_providers): known holders first
+        self.holders = set(providers) if holders is None else holders
+        self.refused: dict[str, str] = dict(refused or {})  # provider -> why the local policy skipped it
         self.progress = progress
         self.stats: dict[str, ProviderStats] = {}
         self.queue: deque[_Batch] = deque()
@@ -142,6 +205,42 @@ class Fetch:
     def _notify(self) -> None:
         self.changed.set()
         self.changed = trio.Event()
+
+    # -- local policy ------------------------------------------------------------------------
+
+    def _choose(self, content_size: int | None) -> None:
+        """choose_provider: skip the providers the local policy refuses, noting why; raise
+        PolicyDenied only when that leaves none (naming every refused one and its rule)."""
+        gate = getattr(self.node, "policy", None)  # overlay.policy_service.PolicyService
+        if gate is not None and self.candidates:
+            tier = getattr(getattr(self.node, "reputation", None), "tier", None)  # reported peers later
+            kept: list[str] = []
+            # Holders and non-holders apart: the policy's order (allowed before limited) must not
+            # put a non-holder, which cannot serve, before a holder.
+            for group in ([p for p in self.candidates if p in self.holders],
+                          [p for p in self.candidates if p not in self.holders]):
+                try:
+                    allowed = gate.choose_providers(group, content_size, tier=tier) if group else []
+                except PolicyDenied:  # it refuses all of them: reported below with their rules
+                    allowed = []
+                kept += allowed
+            for peer in self.candidates:
+                if peer not in kept and peer not in self.refused:
+                    self.refused[peer] = _choose_refusal(gate, peer, content_size)
+                    log.warning("skipping provider %s for %s: %s", peer, self.cid, self.refused[peer])
+            self.candidates = kept
+        if not self.candidates and self.refused:
+            raise PolicyDenied(f"local policy refuses every provider of {self.cid}: {self._refused_text()}. "
+                               "`vouchnet policy explain --peer PEER --action choose_provider` (or outbound_dial) "
+                               "shows why; change that rule, or name a provider it allows with --from")
+
+    def _refused_text(self) -> str:
+        items = [f"{p}: {why}" for p, why in self.refused.items()]
+        more = f"; and {len(items) - 8} more" if len(items) > 8 else ""
+        return "; ".join(items[:8]) + more
+
+    def _refused_note(self) -> str:
+        return f". Skipped by the local policy: {self._refused_text()}" if self.refused else ""
 
     # -- manifest ----------------------------------------------------------------------------
 
@@ -173,7 +272,7 @@ class Fetch:
             return signed
         raise FetchError(f"no provider gave a valid manifest for {self.cid} "
                          f"(asked {len(self.candidates)} peer{'s' if len(self.candidates) != 1 else ''}"
-                         + (f"; refused by {'; '.join(refused[:4])})" if refused else ")"))
+                         + (f"; refused by {'; '.join(refused[:4])})" if refused else ")") + self._refused_note())
 
     async def _ask_manifest(self, peer: str) -> bytes:
         ex = protocol.ClientExchange.manifest(self.cid)
@@ -204,8 +303,7 @@ class Fetch:
         item = store.get(self.cid)
         gate = getattr(self.node, "policy", None)  # overlay.policy_service.PolicyService: the local policy
         if item is None:
-            if gate is not None and self.candidates:  # choose_provider (the size is not known yet)
-                self.candidates = gate.choose_providers(self.candidates)
+            self._choose(None)  # the size is not known yet
             signed = await self._get_manifest()
             item = store.begin(self.cid, signed)
         elif gate is not None and not item.complete:  # resuming: accept_content under the current policy
@@ -217,8 +315,7 @@ class Fetch:
         self.done_bytes = sum(m.chunk_length(i) for i in range(m.chunk_count) if i not in missing_set)
         await self._report()
         if missing:
-            if gate is not None and self.candidates:  # choose_provider, now with the content's size
-                self.candidates = gate.choose_providers(self.candidates, m.size)
+            self._choose(m.size)  # again, now with the content's size
             if not self.candidates:
                 raise FetchError(f"no providers known for {self.cid}")
             providers = self.candidates[: self.node.config.max_providers]
@@ -238,10 +335,11 @@ class Fetch:
             if left:
                 reasons = "; ".join(f"{p[:16]}…: {s.dropped or 'no answer'}" for p, s in self.stats.items())
                 raise FetchError(f"{len(left)} of {m.chunk_count} chunks could not be fetched; verified chunks are "
-                                 f"kept for a resume. Providers: {reasons or 'none'}")
+                                 f"kept for a resume. Providers: {reasons or 'none'}{self._refused_note()}")
         store.finish(self.cid)
         self.node.metrics.fetch_seconds.observe(time.perf_counter() - t0)
-        return FetchResult(self.cid, m.size, m.chunk_count, time.perf_counter() - t0, self.stats, already)
+        return FetchResult(self.cid, m.size, m.chunk_count, time.perf_counter() - t0, self.stats, already,
+                           self.refused)
 
     def _record_verified(self) -> None:
         obs = [Observation(p, Kind.CHUNK_VERIFIED, self.cid, count=s.chunks, nbytes=s.nbytes)

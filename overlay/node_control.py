@@ -7,7 +7,9 @@ from typing import Any, Awaitable, Callable
 
 import trio
 
-from overlay.fetch import Fetch
+from overlay.fetch import Fetch, dial_named, order_providers, refusal
+from overlay.policy_service import PolicyDenied
+from policy import Action
 from trust.errors import VouchnetError
 from trust.manifest import parse_cid
 
@@ -49,9 +51,7 @@ def handlers(node: Any) -> dict[str, Callable[[dict[str, Any], Send], Awaitable[
         parse_cid(cid)
         output = req.get("output")
         explicit = [str(a) for a in req.get("providers", [])][:32]
-        candidates: list[str] = []
-        for addr in explicit:
-            candidates.append(await node.connect(addr))
+        named, refused = await dial_named(node, explicit)  # refused by the local policy: skipped, not fatal
         found = await node.find_providers(cid)
         reachable: set[str] = set()
 
@@ -63,6 +63,9 @@ def handlers(node: Any) -> dict[str, Callable[[dict[str, Any], Send], Awaitable[
                     node.policy.check_dial(pid, info)  # outbound_dial applies to DHT-found providers too
                     with trio.fail_after(5):
                         await connect_fresh(node.host, info)
+                except PolicyDenied as exc:
+                    refused.setdefault(pid, refusal(Action.OUTBOUND_DIAL, exc.decision))
+                    return
                 except Exception:  # nosec B110 - an unreachable provider is simply skipped
                     return
             reachable.add(pid)
@@ -72,22 +75,15 @@ def handlers(node: Any) -> dict[str, Callable[[dict[str, Any], Send], Awaitable[
         async with trio.open_nursery() as nursery:
             for info in found:
                 nursery.start_soon(dial, info)
-        candidates.extend(str(info.peer_id) for info in found if str(info.peer_id) in reachable)
-        holders = set(candidates)
-        for pid in node.connected_peers():
-            candidates.append(pid)
-        seen: set[str] = set()
-        unique = [p for p in candidates if not (p in seen or seen.add(p)) and p != node.peer_id]
-        # Distrusted peers are never asked; known holders (named or announced) before peers that
-        # are merely connected, so a trusted non-holder cannot crowd out the holders.
-        ordered = (node.reputation.rank([p for p in unique if p in holders])
-                   + node.reputation.rank([p for p in unique if p not in holders]))
-        skipped = sorted(set(unique) - set(ordered))
+        # A peer the policy refused to dial is not used over a connection it opened either.
+        announced = [p for p in (str(info.peer_id) for info in found) if p in reachable and p not in refused]
+        connected = [p for p in node.connected_peers() if p not in refused]
+        ordered, skipped = order_providers(named, announced, connected, node.peer_id, node.reputation.rank)
 
         async def progress(done: int, total: int) -> None:
             await send({"event": "progress", "done": done, "total": total})
 
-        result = await Fetch(node, cid, ordered, progress).run()
+        result = await Fetch(node, cid, ordered, progress, refused=refused, holders={*named, *announced}).run()
         if output:
             out = Path(output)
             if not out.is_absolute():

@@ -291,6 +291,57 @@ def test_busy_provider_is_retried_not_failed(net: Net, tmp_path: Path):
         assert not peers_by_id(c)[b.peer_id]["misbehaved"]
 
 
+def test_refused_provider_is_skipped_not_fatal(net: Net, tmp_path: Path):
+    """C's local policy refuses M on every action (so the dial to M is refused) and H as a
+    provider (choose_provider only); M holds the content too. `fetch --from M --from H --from P`
+    skips both, reports each with its rule, and completes from P; `fetch --from M` alone fails
+    with an error naming M and the rule. Unit tests: tests/test_fetch_ranking.py."""
+    from overlay import control
+    t0 = time.monotonic()
+    with Cluster(tmp_path) as cluster:
+        def start_m() -> NodeProc:
+            m_home = prepare_home(tmp_path / "m")
+            assert clone_content(net.p.home, m_home, net.cid) == net.chunks
+            return add_node(cluster, "m", home=m_home)
+
+        with ThreadPoolExecutor(2) as pool:
+            m_job, c_job = pool.submit(start_m), pool.submit(add_node, cluster, "c")
+            m, c = m_job.result(), c_job.result()
+        (c.home / "policy.toml").write_text(f"""[policy]
+default = "allow"
+
+[[rule]]
+type = "deny_peers"
+name = "no-m"
+peers = ["{m.peer_id}"]
+
+[[rule]]
+type = "deny_peers"
+name = "skip-h"
+actions = ["choose_provider"]
+peers = ["{net.h.peer_id}"]
+""")
+        assert control.call(c.home, {"op": "policy-reload"})["ok"]
+        out = tmp_path / "out" / "content.bin"
+        out.parent.mkdir()
+
+        # Only a refused provider is known: the fetch fails and says who was refused and by what.
+        proc = c.cli("fetch", net.cid, "-o", str(out), "--json", *from_args(m), check=False)
+        err = proc.stderr.decode()
+        assert proc.returncode == 1, (proc.stdout, err)
+        assert "refuses every provider" in err and f"{m.peer_id}: outbound_dial denied by rule no-m" in err, err
+        assert not out.exists()
+
+        res = fetch(c, net.cid, out, m, net.h, net.p)
+        assert list(res["providers"]) == [net.p.peer_id] and res["providers"][net.p.peer_id]["chunks"] == net.chunks
+        assert res["refused_by_policy"] == {
+            m.peer_id: "outbound_dial denied by rule no-m (peer is on the deny list)",
+            net.h.peer_id: "choose_provider denied by rule skip-h (peer is on the deny list)"}, res
+        assert_clean_output(out, net.src)
+        assert control.call(m.home, {"op": "status"})["connected_peers"] == 0  # never dialled
+    assert time.monotonic() - t0 < 15
+
+
 @pytest.mark.parametrize("granted", [True, False], ids=["granted", "old-client"])
 def test_answer_stream_needs_no_window_updates_and_sends_whole_frames(granted: bool):
     """overlay/libp2p_compat.py (j) on two real hosts in this process (TCP + Noise + Yamux): once
