@@ -24,6 +24,11 @@ numpy over the same attestations (`fast_distrust`). tests/test_sim.py rebuilds p
 simulated network with the node's own code and checks that both shortcuts give the same
 local trust, the same distrusted set and global trust within 1% (L1).
 
+Fault reports travel within the round: a peer that records a proven fault does at once what
+the node's next tick (2 s) would do, and every peer re-reads its witness reports from the
+attestations published since it last looked before it chooses (`_Votes` keeps the network view
+incrementally). Global trust is computed once per round, at its end.
+
 Not modelled for peers online from the start: each peer's own gossip gate (`accept_origin`
 drops later attestations from origins it distrusts). The origins a peer distrusts are almost
 all malicious, so keeping their attestations errs in the attackers' favour.
@@ -340,8 +345,8 @@ class Vouchnet(Variant):
     # -- prompt fault reports ------------------------------------------------------------------------
 
     def _fault_news(self, node: SimNode) -> None:
-        """A proven fault, as the node handles it at its next tick (every 2 s, while the queries
-        of a round are minutes apart): recompute its own local trust and distrust, and publish
+        """A proven fault, as the node handles it at its next tick (every 2 s, while a round's
+        queries are about half a minute apart): recompute its own local trust and distrust, and publish
         the attestations that moved, which reach the others before their next query. Global
         trust is still computed once per round, at its end."""
         self._publish_issued(node, node.rep.issue(self.now, sign=node.signed))
