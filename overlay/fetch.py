@@ -184,6 +184,7 @@ class Fetch:
         self.stats: dict[str, ProviderStats] = {}
         self.queue: deque[_Batch] = deque()
         self.in_flight: list[_Batch] = []
+        self._workers: trio.CancelScope | None = None  # the request workers, cancelled once every chunk is in
         self.done: set[int] = set()
         self.changed = trio.Event()
         self.manifest: Manifest | None = None
@@ -325,6 +326,7 @@ class Fetch:
                 outer.start_soon(self._progress_loop)
                 outer.start_soon(self._flush_loop)
                 async with trio.open_nursery() as nursery:
+                    self._workers = nursery.cancel_scope
                     for peer in providers:
                         for _ in range(STREAMS_PER_PROVIDER):
                             nursery.start_soon(self._worker, peer)
@@ -386,6 +388,10 @@ class Fetch:
             for part in contiguous_batches(batch.indexes):
                 self.queue.appendleft(_Batch(part, set(batch.failed_by)))
         self._notify()
+        if self._finished() and self._workers is not None:
+            # Every chunk is in: stop the requests still running elsewhere (a staller's duplicate
+            # of the last batch) instead of waiting for their timeout.
+            self._workers.cancel()
 
     def _finished(self) -> bool:
         return not self.queue and not self.in_flight
@@ -414,11 +420,15 @@ class Fetch:
                 failed = False
                 st.busy = 0
             except trio.TooSlowError:
-                st.strikes += 1
-                self.node.record(Observation(peer, Kind.TIMEOUT, self.cid,
-                                             evidence=f"stalled on chunks {first}-{last}"))
-                if st.strikes >= MAX_STRIKES:
-                    st.dropped = f"timeout: stalled {st.strikes} times"
+                self._stalled(peer, st, f"stalled on chunks {first}-{last}")
+            except trio.Cancelled:
+                # Stopped because others fetched every chunk. It lost a race it had a head start in
+                # (at least ENDGAME_AFTER on a batch someone else then finished): a stall too.
+                started = batch.running.get(peer)
+                if self._finished() and started is not None and time.monotonic() - started >= ENDGAME_AFTER:
+                    self._stalled(peer, st, f"outpaced on chunks {first}-{last}: another provider that started "
+                                            f"{ENDGAME_AFTER:g} s or more later finished them")
+                raise
             except _BadChunk as exc:
                 self._drop(peer, Kind.CHUNK_INVALID, str(exc))
             except (protocol.ProtocolViolation, DecodeError) as exc:
@@ -440,6 +450,12 @@ class Fetch:
                 self._release(batch, peer, failed)
             if backoff and not st.dropped:
                 await trio.sleep(backoff)
+
+    def _stalled(self, peer: str, st: ProviderStats, why: str) -> None:
+        st.strikes += 1
+        self.node.record(Observation(peer, Kind.TIMEOUT, self.cid, evidence=why))
+        if st.strikes >= MAX_STRIKES:
+            st.dropped = f"timeout: stalled {st.strikes} times"
 
     async def _fetch_batch(self, peer: str, batch: _Batch) -> None:
         start, count = batch.indexes[0], len(batch.indexes)
@@ -470,7 +486,8 @@ class Fetch:
                 finally:
                     self._record(peer, written)
         finally:
-            await close_quietly(stream)
+            with trio.CancelScope(shield=True):  # cancelled once the others finished: still close it
+                await close_quietly(stream)
 
     def _verify_and_write(self, writer: ChunkWriter, ev: protocol.ChunkReceived) -> bytes:
         """Check the chunk's proof, then write it (hashing and pwrite of a chunk take a fraction

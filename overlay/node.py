@@ -87,6 +87,7 @@ class Node:
         self._global_streams = trio.Semaphore(self.limits.streams_total)
         self.host: Any = None
         self.dht: KadDHT | None = None
+        self._tasks: trio.Nursery | None = None  # background work of the running node
         self.started = time.time()
         self._stop = trio.Event()
         self._served_since_flush: dict[str, list[int]] = {}
@@ -100,6 +101,7 @@ class Node:
             host.set_stream_handler(CONTENT_PROTOCOL, self._serve)
             self.dht = KadDHT(host, DHTMode.SERVER, strict_validation=True)
             async with background_trio_service(self.dht), trio.open_nursery() as nursery:
+                self._tasks = nursery
                 await nursery.start(serve_control, socket_path(self.home.path), self._control_handlers())
                 await nursery.start(self.reputation.run, host)
                 await nursery.start(self.policy.run)  # writes aggregated policy decisions to the ledger
@@ -189,6 +191,12 @@ class Node:
                 await self.dht.provide(dht_key(parse_cid(cid)))
             except Exception as exc:
                 log.info("could not announce %s on the DHT: %s", cid, exc)
+
+    def provide_soon(self, cid: str) -> None:
+        """Announce in the background: a DHT provide can take the whole dht_timeout (unresponsive
+        peers in the routing table), and a finished fetch should not wait for it."""
+        if self._tasks is not None:
+            self._tasks.start_soon(self.provide, cid)
 
     async def find_providers(self, cid: str) -> list[PeerInfo]:
         if self.dht is None:

@@ -51,8 +51,19 @@ def handlers(node: Any) -> dict[str, Callable[[dict[str, Any], Send], Awaitable[
         parse_cid(cid)
         output = req.get("output")
         explicit = [str(a) for a in req.get("providers", [])][:32]
+        phases: dict[str, float] = {}  # seconds per step, in the result: where a slow fetch spent its time
+        t = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal t
+            now = time.perf_counter()
+            phases[name] = round(now - t, 3)
+            t = now
+
         named, refused = await dial_named(node, explicit)  # refused by the local policy: skipped, not fatal
+        lap("dial_named")
         found = await node.find_providers(cid)
+        lap("dht_lookup")
         reachable: set[str] = set()
 
         async def dial(info: Any) -> None:
@@ -75,6 +86,7 @@ def handlers(node: Any) -> dict[str, Callable[[dict[str, Any], Send], Awaitable[
         async with trio.open_nursery() as nursery:
             for info in found:
                 nursery.start_soon(dial, info)
+        lap("dial_found")
         # A peer the policy refused to dial is not used over a connection it opened either.
         announced = [p for p in (str(info.peer_id) for info in found) if p in reachable and p not in refused]
         connected = [p for p in node.connected_peers() if p not in refused]
@@ -84,13 +96,15 @@ def handlers(node: Any) -> dict[str, Callable[[dict[str, Any], Send], Awaitable[
             await send({"event": "progress", "done": done, "total": total})
 
         result = await Fetch(node, cid, ordered, progress, refused=refused, holders={*named, *announced}).run()
+        lap("transfer")
         if output:
             out = Path(output)
             if not out.is_absolute():
                 raise VouchnetError("output path must be absolute when sent to the node")
             node.store.export(cid, out, overwrite=bool(req.get("force")))
-        await node.provide(cid)
-        return {**result.to_json(), "output": output, "skipped_distrusted": skipped}
+        lap("export")
+        node.provide_soon(cid)  # now a provider too; the answer does not wait for the DHT
+        return {**result.to_json(), "output": output, "skipped_distrusted": skipped, "phases": phases}
 
     async def share(req: dict[str, Any], send: Send) -> Any:
         path = Path(str(req["path"]))

@@ -157,7 +157,7 @@ class FakeNode:
     def connected_peers(self) -> list[str]:
         return list(self._connected)
 
-    async def provide(self, cid: str) -> None:
+    def provide_soon(self, cid: str) -> None:
         return None
 
 

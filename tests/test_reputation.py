@@ -17,7 +17,7 @@ from trust.identity import Identity
 from trust.ledger import Ledger, decode_body, encode_body, leaf_data
 from trust.merkle import leaf_hash
 from trust.observations import Kind, Observation
-from trust.reputation import Reputation, ledger_trust_check
+from trust.reputation import NO_FAULT_FLOOR, Reputation, ledger_trust_check
 from trust.signing import seal
 
 ME = Identity.from_seed(bytes([1]) * 32)
@@ -108,7 +108,7 @@ def test_trust_falling_to_zero_is_attested(rep: Reputation) -> None:
     assert got[C.peer_id].value == TRUST_SCALE and got[C.peer_id].seq == 2
 
 
-def test_small_changes_are_not_reissued_but_a_drop_to_zero_is(rep: Reputation) -> None:
+def test_small_changes_are_not_reissued_but_a_drop_to_the_floor_is(rep: Reputation) -> None:
     now = time.time()
     rep.record(ob(B, Kind.CHUNK_VERIFIED, now - 60, 1), ob(C, Kind.CHUNK_VERIFIED, now - 60, 1000))
     first = issued(rep.issue_attestations(now))
@@ -118,7 +118,8 @@ def test_small_changes_are_not_reissued_but_a_drop_to_zero_is(rep: Reputation) -
     rep.record(ob(B, Kind.TIMEOUT, now - 60, 1))  # B: 1 - 2 < 0, a change of < min_change to zero
     got = issued(rep.issue_attestations(now))
     assert set(got) == {B.peer_id}
-    assert got[B.peer_id].value == 0 and got[B.peer_id].seq == 2
+    # No proven fault: the floor, not zero (zero is a fault report).
+    assert got[B.peer_id].value == NO_FAULT_FLOOR and got[B.peer_id].seq == 2
 
 
 def test_self_evidence_is_never_attested(rep: Reputation) -> None:
@@ -484,3 +485,21 @@ def test_incremental_global_trust_matches_a_cold_computation(tmp_path: Path) -> 
         for p in set(cold) | set(snap.global_):
             assert abs(round(cold.get(p, 0.0) * TRUST_SCALE) - snap.global_.get(p, 0)) <= 2, (step, p)
     assert r.engine.matrix_builds >= 1
+
+
+def test_trust_lost_without_a_proven_fault_is_never_attested_as_zero(rep: Reputation) -> None:
+    """Zero is a fault report (trust/witness.py). A provider this node trusted that then only timed
+    out is attested at the floor, not zero: honest nodes that disagree about a staller must not
+    read each other as slanderers. A proven fault still drops it to zero."""
+    now = time.time()
+    rep.record(ob(A, Kind.CHUNK_VERIFIED, now - 60, 2), ob(B, Kind.CHUNK_VERIFIED, now - 60, 30))
+    first = issued(rep.issue_attestations(now))
+    assert first[A.peer_id].value > 0
+    rep.record(ob(A, Kind.TIMEOUT, now - 30, 20))
+    assert rep.state.local(now, rep.params).get(A.peer_id, 0) == 0  # trust gone, no fault
+    second = issued(rep.issue_attestations(now))
+    assert second[A.peer_id].value == NO_FAULT_FLOOR and second[A.peer_id].seq == 2
+    assert rep.issue_attestations(now) == []  # said once
+    rep.record(ob(A, Kind.CHUNK_INVALID, now - 10))
+    third = issued(rep.issue_attestations(now))
+    assert third[A.peer_id].value == 0 and third[A.peer_id].seq == 3

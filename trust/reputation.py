@@ -24,6 +24,7 @@ from trust.trust_engine import TrustEngine, TrustParams
 log = logging.getLogger("vouchnet.reputation")
 
 DAMPING_SCALE = 1_000_000
+NO_FAULT_FLOOR = 1  # millionths: what is attested of a peer whose trust fell to zero without a proven fault
 
 
 def _ms(t: float) -> int:
@@ -220,16 +221,25 @@ class Reputation:
 
     def attestations_due(self, local: dict[str, int], min_change: int) -> list[tuple[str, int, int]]:
         """(peer, value in millionths, sequence number) for every peer whose attested trust must
-        change: a move of >= min_change, any drop to zero, and a first attestation (a first zero
-        only for a proven fault: it reads as a fault report, trust/witness.py, and timeouts
-        alone also happen to overloaded honest peers)."""
+        change: a move of >= min_change, any drop to the floor, and a first attestation.
+
+        Zero is said only of a peer with a proven fault against it: others read a zero as a
+        fault report (trust/witness.py), and timeouts alone also happen to overloaded honest
+        peers. A peer whose trust fell to zero without one (timeouts, decay) is attested
+        NO_FAULT_FLOOR instead, and never gets a first attestation of zero. (When honest nodes
+        said zero of a staller some had been stalled by and others served by, each lost
+        credibility with the others and their real fault reports stopped counting: the 24-node
+        real-network run.)"""
         due = []
         for peer in sorted((set(local) | set(self.state.issued) | set(self.state.counts)) - {self.peer_id}):
             value = local.get(peer, 0)
             prev = self.state.issued.get(peer)
-            if prev is not None and abs(prev[0].value - value) < min_change and not (value == 0 and prev[0].value):
-                continue
-            if prev is None and value == 0 and not self.state.has_proven_fault(peer):
+            if value == 0 and not self.state.has_proven_fault(peer):
+                if prev is None:
+                    continue
+                value = NO_FAULT_FLOOR
+            if prev is not None and (prev[0].value == value or
+                                     (abs(prev[0].value - value) < min_change and value > NO_FAULT_FLOOR)):
                 continue
             due.append((peer, value, prev[0].seq + 1 if prev else 1))
         return due

@@ -131,9 +131,10 @@ class FetchRecord:
     authentic: bool       # output identical to the publisher's file
     asked: list[str]      # adversaries among the providers the fetch used
     skipped: list[str]    # adversaries the node skipped as distrusted
-    refused: list[str]    # adversaries its policy refuses to dial (proven equivocators): not offered
+    refused: list[str]    # adversaries its policy refused (proven equivocators): skipped by the node
     publisher_skipped: bool = False  # the fetcher distrusted the honest publisher (a false positive)
     error: str = ""
+    phases: dict[str, float] = field(default_factory=dict)  # the node's own timing of the fetch op
 
 
 @dataclass
@@ -163,6 +164,7 @@ class AdversaryOutcome:
     all_distrusted_s: float | None   # first poll in which every honest node distrusted it
     all_distrusted_round: int | None  # the round under way then (0: before the first)
     asked_after_all_distrusted: int  # fetches started after that which still used it
+    distrust_lost: list[str] = field(default_factory=list)  # "node@t": an honest node stopped distrusting it
 
     @property
     def stopped(self) -> bool:
@@ -229,6 +231,7 @@ class RealnetResult:
     # first-hand evidence honest nodes hold against those honest peers, summed: peer -> kind -> count
     honest_distrusted_evidence: dict[str, dict[str, int]]
     poll_resolution_s: float     # mean time between two polls of the same node
+    fetch_phases_median_s: dict[str, float]  # completed fetches: median seconds per step of the node's fetch op
     rounds: list[RoundStats]
     adversaries: list[AdversaryOutcome]
     propagation: Propagation
@@ -256,6 +259,7 @@ class _DistrustPoll(threading.Thread):
         self.halt = threading.Event()
         self.state: dict[tuple[str, str], bool] = {}  # (honest node, peer) -> distrusted at the last poll
         self.first: dict[tuple[str, str], float] = {}
+        self.lost: dict[tuple[str, str], list[float]] = {}  # (honest node, peer) -> when it stopped distrusting
         self.all_at: dict[str, float] = {}  # adversary -> first sweep in which every honest node distrusted it
         self.sweeps: list[float] = []
 
@@ -271,7 +275,10 @@ class _DistrustPoll(threading.Thread):
                 for m in self.members:
                     if m is not h:
                         key = (h.name, m.name)
+                        was = self.state.get(key, False)
                         self.state[key] = m.peer_id in out
+                        if was and not self.state[key]:
+                            self.lost.setdefault(key, []).append(now)
                         if self.state[key]:
                             self.first.setdefault(key, now)
             now = time.monotonic() - self.t0
@@ -546,18 +553,10 @@ class _Run:
         rec = FetchRecord(rnd, h.name, cid, round(started - self.t_up, 3), 0.0, False, False, [], [], [])
         try:
             rec.publisher_skipped = publisher.peer_id in _distrusted_by(h)
-            for attempt in (1, 2):
-                # An explicit provider the fetcher's policy refuses to dial fails the whole fetch
-                # op (a DHT-found one is skipped): offer only what the node itself would dial.
-                rec.refused = [a.name for a in self.adversaries if not _dial_allowed(h, a)]
-                refused = {a.addr for a in self.adversaries if a.name in rec.refused}
-                try:
-                    res = call(h.home, {"op": "fetch", "cid": cid, "output": str(out),
-                                        "providers": [x for x in offer if x not in refused]}, timeout=timeout)
-                    break
-                except ControlError as exc:
-                    if attempt == 2 or "refuses to dial" not in str(exc):
-                        raise
+            # Every address is offered; the node skips the ones its policy refuses (and says so).
+            res = call(h.home, {"op": "fetch", "cid": cid, "output": str(out), "providers": offer}, timeout=timeout)
+            rec.refused = sorted(by_pid[p] for p in res.get("refused_by_policy", {}) if p in by_pid)
+            rec.phases = dict(res.get("phases", {}))
             rec.asked = sorted(by_pid[p] for p in res["providers"] if p in by_pid)
             rec.skipped = sorted(by_pid[p] for p in res["skipped_distrusted"] if p in by_pid)
             rec.publisher_skipped = rec.publisher_skipped or publisher.peer_id in res["skipped_distrusted"]
@@ -694,7 +693,8 @@ class _Run:
                 all_distrusted_round=(sum(1 for r in self.rounds if r.started_s <= all_at)
                                       if all_at is not None else None),
                 asked_after_all_distrusted=(sum(1 for f in self.fetch_log if f.started_s > all_at and a.name in f.asked)
-                                            if all_at is not None else 0)))
+                                            if all_at is not None else 0),
+                distrust_lost=[f"{h}@{t:.1f}" for (h, m), ts in sorted(poll.lost.items()) if m == a.name for t in ts]))
         verified = total("chunk_verified", lambda p: True)
         false_pos = poll.false_positives()
         evidence: dict[str, dict[str, int]] = {}
@@ -704,6 +704,7 @@ class _Run:
                 for kind, n in obs.get(pid, {}).items():
                     evidence.setdefault(peer, {})[kind] = evidence.get(peer, {}).get(kind, 0) + n
         bad = total("chunk_invalid", lambda p: True)
+        done = [f for f in self.fetch_log if f.ok]
         return RealnetResult(
             config=cfg.to_dict(), wall_s=round(time.monotonic() - self.t_start, 1), phases_s=self.phases,
             connect_failures=self.connect_failures, fetches=len(self.fetch_log),
@@ -715,7 +716,10 @@ class _Run:
             fetches_asking_adversary=sum(1 for f in self.fetch_log if f.asked),
             fetches_publisher_skipped=sum(1 for f in self.fetch_log if f.publisher_skipped),
             honest_distrusted=false_pos[0], honest_distrusted_ever=false_pos[1], honest_distrusted_evidence=evidence,
-            poll_resolution_s=round(poll.resolution(), 3), rounds=self.rounds, adversaries=outcomes,
+            poll_resolution_s=round(poll.resolution(), 3),
+            fetch_phases_median_s={k: round(statistics.median(f.phases[k] for f in done if k in f.phases), 3)
+                                   for k in sorted({k for f in done for k in f.phases})},
+            rounds=self.rounds, adversaries=outcomes,
             propagation=propagation, overhead=overhead, fetch_log=self.fetch_log)
 
 
@@ -739,12 +743,6 @@ def _free_ports(n: int) -> list[int]:
 def _distrusted_by(node: Member) -> set[str]:
     """The peer IDs ``node`` distrusts now (its ``trust`` op)."""
     return {r["peer_id"] for r in call(node.home, {"op": "trust"}, timeout=10) if r.get("distrusted")}
-
-
-def _dial_allowed(node: Member, peer: Member) -> bool:
-    """The node's own answer (a dry run of its policy) to: may I dial this peer?"""
-    res = call(node.home, {"op": "policy-explain", "action": "outbound_dial", "peer": peer.peer_id}, timeout=10)
-    return res["outcome"]["verdict"] != "deny"
 
 
 def _scrape(port: int) -> dict[str, float]:

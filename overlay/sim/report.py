@@ -156,6 +156,8 @@ def realnet_tables(result: dict[str, Any]) -> list[Any]:
                                        f"{o['messages_received']['mean']:.0f} / {o['rpcs_received']['mean']:.0f} / "
                                        f"{o['bytes_received']['mean'] / 1024:.0f} KiB received (mean of "
                                        f"{o['nodes']} honest nodes over {o['window_s']:.0f} s{cpu})"),
+        ("fetch op, median seconds per step", ", ".join(f"{k} {v:.2f}" for k, v in
+                                                         result.get("fetch_phases_median_s", {}).items()) or "-"),
         ("distrust poll resolution", f"{result['poll_resolution_s']:.2f} s per sweep"),
         ("wall time", f"{result['wall_s']:.0f} s ({phases})"),
     ]
