@@ -33,6 +33,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from itertools import chain, compress, islice, repeat
@@ -1075,9 +1076,7 @@ class Ledger:
             raise ValueError("timestamp must be a non-negative 64-bit integer number of milliseconds")
         k = len(items)
         with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._write() as db:
                 n, last = self._tail()
                 tree = self._sync_tree(n)
                 ts = max(now, last)
@@ -1092,13 +1091,7 @@ class Ledger:
                 idxs = range(n, n + k)
                 leaves = _leaf_hashes(idxs, tss if per_item_ts else repeat(ts, k), kinds, kbs_map, encoded)
                 _insert_entries(db, zip(idxs, tss if per_item_ts else repeat(ts, k), kinds, encoded, leaves), k)
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
             _extend_tree(tree, leaves)
-            self._committed()
         return list(idxs)
 
     def sign_head(self) -> bytes:
@@ -1124,8 +1117,7 @@ class Ledger:
         if durable:
             db.execute("PRAGMA synchronous=FULL")
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._write():
                 n, _ = self._tail()
                 tree = self._sync_tree(n)
                 last = db.execute("SELECT seq, ts FROM heads ORDER BY seq DESC LIMIT 1").fetchone()
@@ -1139,12 +1131,6 @@ class Ledger:
                            (self.identity.peer_id,))
                 db.execute("INSERT INTO heads(seq, size, root, ts, envelope) VALUES (?, ?, ?, ?, ?)",
                            (seq, n, root, ts, env))
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            self._committed()
         finally:
             if durable:
                 db.execute("PRAGMA synchronous=NORMAL")
@@ -1176,6 +1162,21 @@ class Ledger:
             except OSError:  # some file systems cannot fsync a directory; SQLite ignores that too
                 pass
             self._dir_synced = True
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (caller holds _lock): BEGIN IMMEDIATE, COMMIT, or ROLLBACK on any
+        error; then the commit bookkeeping."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        self._committed()
 
     def _committed(self) -> None:
         """Bookkeeping after a write transaction (caller holds _lock)."""
@@ -1214,33 +1215,24 @@ class Ledger:
         size with different roots; None otherwise."""
         self._writable()
         head = open_tree_head(envelope)
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute("INSERT OR IGNORE INTO peer_heads(issuer, seq, size, root, ts, envelope, received_ts) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           (head.issuer, head.seq, head.size, head.root, head.timestamp, envelope, _now_ms()))
-                q = ("SELECT envelope FROM {t} WHERE {w} envelope != ? AND (seq = ? OR (size = ? AND root != ?)) "
-                     "ORDER BY seq LIMIT 1")
-                row = db.execute(q.format(t="peer_heads", w="issuer = ? AND"),
-                                 (head.issuer, envelope, head.seq, head.size, head.root)).fetchone()
-                if row is None and head.issuer == self.owner:
-                    # Our own head, gossiped back: it must be one we signed.
-                    row = db.execute(q.format(t="heads", w=""), (envelope, head.seq, head.size, head.root)).fetchone()
-                eq = None
-                if row is not None:
-                    other = row[0]
-                    first, second = sorted([other, envelope])
-                    eq = Equivocation(head.issuer, TreeHead.TAG, first, second)
-                    verify_equivocation(eq.to_bytes())  # raises if the stored row was not a real conflict
-                    self._insert_equivocation(eq)
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            self._committed()
+        with self._lock, self._write() as db:
+            db.execute("INSERT OR IGNORE INTO peer_heads(issuer, seq, size, root, ts, envelope, received_ts) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (head.issuer, head.seq, head.size, head.root, head.timestamp, envelope, _now_ms()))
+            q = ("SELECT envelope FROM {t} WHERE {w} envelope != ? AND (seq = ? OR (size = ? AND root != ?)) "
+                 "ORDER BY seq LIMIT 1")
+            row = db.execute(q.format(t="peer_heads", w="issuer = ? AND"),
+                             (head.issuer, envelope, head.seq, head.size, head.root)).fetchone()
+            if row is None and head.issuer == self.owner:
+                # Our own head, gossiped back: it must be one we signed.
+                row = db.execute(q.format(t="heads", w=""), (envelope, head.seq, head.size, head.root)).fetchone()
+            eq = None
+            if row is not None:
+                other = row[0]
+                first, second = sorted([other, envelope])
+                eq = Equivocation(head.issuer, TreeHead.TAG, first, second)
+                verify_equivocation(eq.to_bytes())  # raises if the stored row was not a real conflict
+                self._insert_equivocation(eq)
         return eq
 
     def _insert_equivocation(self, eq: Equivocation) -> bool:
@@ -1252,16 +1244,8 @@ class Ledger:
         """Verify and store an equivocation proof; True if it was not stored yet."""
         self._writable()
         checked = verify_equivocation(eq.to_bytes())
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                new = self._insert_equivocation(checked)
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
-            self._committed()
+        with self._lock, self._write():
+            new = self._insert_equivocation(checked)
         return new
 
     # -- reading -------------------------------------------------------------------------------
