@@ -21,7 +21,7 @@ from overlay.control import serve_control, socket_path
 from overlay.home import Home
 from overlay.host import parse_peer_multiaddr, running_host
 from overlay.framing import FrameWriter
-from overlay.libp2p_compat import WRITE_SIZE, connect_fresh, forget_failed_dial, whole_frames
+from overlay.libp2p_compat import WRITE_SIZE, connect_fresh, find_providers_early, forget_failed_dial, whole_frames
 from overlay.metrics import Metrics
 from overlay.store import ContentStore
 from overlay.streams import close_quietly, receive, send
@@ -39,6 +39,7 @@ from libp2p.tools.anyio_service import background_trio_service  # noqa: E402
 log = logging.getLogger("vouchnet.node")
 
 CONTENT_PROTOCOL = "/vouchnet/content/1.0.0"
+DHT_PATIENCE = 1.0  # seconds a provider lookup goes on for more once it has found some
 
 
 def dht_key(digest: bytes) -> str:
@@ -201,12 +202,11 @@ class Node:
     async def find_providers(self, cid: str) -> list[PeerInfo]:
         if self.dht is None:
             return []
-        found: list[PeerInfo] = []
-        with trio.move_on_after(self.limits.dht_timeout):
-            try:
-                found = await self.dht.find_providers(dht_key(parse_cid(cid)), 20)
-            except Exception as exc:
-                log.info("DHT provider lookup for %s failed: %s", cid, exc)
+        # Stop early once enough holders are known (libp2p_compat (k)): the lookup itself only
+        # returns after searching the whole network, and loses everything on a timeout.
+        found: list[PeerInfo] = await find_providers_early(
+            self.dht, dht_key(parse_cid(cid)), 20, enough=self.config.max_providers,
+            patience=DHT_PATIENCE, limit=self.limits.dht_timeout)
         unique: dict[str, PeerInfo] = {}
         for info in found:  # py-libp2p returns duplicates
             if str(info.peer_id) != self.peer_id:
