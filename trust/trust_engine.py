@@ -18,6 +18,7 @@ import math
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 import scipy.sparse as sp
@@ -292,6 +293,15 @@ class TrustEngine:
     def index_of(self, peer: str) -> int:
         """Stable vector index of a known peer; KeyError if unknown."""
         return self._index[peer]
+
+    def intern(self, peer: str) -> int:
+        """Stable vector index of a peer, known from now on (with no trust until rows name it)."""
+        return self._intern(peer)
+
+    @property
+    def index(self) -> Mapping[str, int]:
+        """Peer ID -> vector index, read-only view."""
+        return MappingProxyType(self._index)
 
     @property
     def matrix_builds(self) -> int:

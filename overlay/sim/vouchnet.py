@@ -560,9 +560,9 @@ class _Votes:
         k = self._pos.get(key)
         if k is None:
             self._pos[key] = len(self._iss)
-            # Interning is what set_local_trust does at the end of the round, a little earlier.
-            self._iss.append(self.engine._intern(att.issuer))
-            self._sub.append(self.engine._intern(att.subject))
+            # What set_local_trust does at the end of the round, a little earlier.
+            self._iss.append(self.engine.intern(att.issuer))
+            self._sub.append(self.engine.intern(att.subject))
             self._zero.append(att.value == 0)
         else:
             self._zero[k] = att.value == 0
@@ -587,7 +587,7 @@ def fast_distrust(node: SimNode, glob_ppm: np.ndarray, votes: _Votes, engine: Tr
     node's last global trust (peers the engine learnt since then have none yet). Sets the
     node's risk map as the node does, and returns its distrusted set."""
     rep, service = node.rep, node.service
-    me = engine._intern(node.peer_id)  # in round 0 a node may look before it attested anything
+    me = engine.intern(node.peer_id)  # in round 0 a node may look before it attested anything
     n = votes.n
     iss, sub, zero = votes.arrays()
     keep = iss != me
@@ -595,7 +595,7 @@ def fast_distrust(node: SimNode, glob_ppm: np.ndarray, votes: _Votes, engine: Tr
     glob[: len(glob_ppm)] = glob_ppm[:n] / TRUST_SCALE
     local = rep.last_snapshot.local if rep.last_snapshot is not None else {}
     ids = engine.peer_ids
-    index = engine._index
+    index = engine.index
     anchors = set(rep.anchors) - {node.peer_id}
     borrowed = anchor_verdicts(item for a in anchors for item in votes.by_issuer.get(a, {}).items())
     own, faulted = own_verdicts(n, index, local, rep.state.counts, borrowed)
