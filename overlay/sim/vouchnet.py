@@ -246,7 +246,7 @@ class Vouchnet(Variant):
         self.params = LocalTrustParams()
         self.gossip = Gossip(signed=self.signed)
         self.engine = TrustEngine(TrustParams(damping=cfg.vn_damping))
-        self.votes = _Votes(self.engine)
+        self.votes = _Votes(self.engine, self.gossip.rows)
         self._pids: list[str] = []
         self._idents: list[Identity | None] = []
         self._pubkeys: dict[int, bytes] = {}
@@ -544,10 +544,10 @@ class _Votes:
     zero' per (issuer, subject), kept up to date attestation by attestation so that a node can
     re-read its witness reports in the middle of a round."""
 
-    def __init__(self, engine: TrustEngine) -> None:
+    def __init__(self, engine: TrustEngine, rows: dict[str, dict[str, float]]) -> None:
         self.engine = engine
+        self.rows = rows  # the transport's issuer -> {subject: trust}, same attestations (anchors' verdicts)
         self.version = 0
-        self.by_issuer: dict[str, dict[str, int]] = {}  # issuer -> subject -> value (anchors' verdicts)
         self._pos: dict[tuple[str, str], int] = {}
         self._iss: list[int] = []
         self._sub: list[int] = []
@@ -555,7 +555,6 @@ class _Votes:
         self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def add(self, att: Attestation) -> None:
-        self.by_issuer.setdefault(att.issuer, {})[att.subject] = att.value
         key = (att.issuer, att.subject)
         k = self._pos.get(key)
         if k is None:
@@ -597,7 +596,7 @@ def fast_distrust(node: SimNode, glob_ppm: np.ndarray, votes: _Votes, engine: Tr
     ids = engine.peer_ids
     index = engine.index
     anchors = set(rep.anchors) - {node.peer_id}
-    borrowed = anchor_verdicts(item for a in anchors for item in votes.by_issuer.get(a, {}).items())
+    borrowed = anchor_verdicts(item for a in anchors for item in votes.rows.get(a, {}).items())
     own, faulted = own_verdicts(n, index, local, rep.state.counts, borrowed)
     excluded = index_mask(n, index, service._distrusted | rep.state.equivocators | {node.peer_id})
     reports = witness_reports(n, iss[keep], sub[keep], zero[keep], glob, own, excluded)
