@@ -150,16 +150,6 @@ async def dial_named(node: Any, addrs: list[str]) -> tuple[list[str], dict[str, 
     return named, refused
 
 
-def _choose_refusal(gate: Any, peer: str, content_size: int | None) -> str:
-    """Why ``gate`` refuses ``peer`` as a provider: choose_providers only logs it, so ask again
-    with a dry run (counts and logs nothing)."""
-    try:
-        out = gate.explain(Action.CHOOSE_PROVIDER, peer, content_size=content_size)["outcome"]
-    except Exception:  # noqa: BLE001 - the refusal stands; only its explanation is missing
-        return refusal(Action.CHOOSE_PROVIDER, None)
-    return f"{Action.CHOOSE_PROVIDER.value} denied by rule {out['rule']} ({out['reason']})"
-
-
 def contiguous_batches(indexes: list[int], size: int = BATCH) -> list[list[int]]:
     out: list[list[int]] = []
     for i in sorted(indexes):
@@ -216,18 +206,18 @@ class Fetch:
         if gate is not None and self.candidates:
             tier = getattr(getattr(self.node, "reputation", None), "tier", None)  # reported peers later
             kept: list[str] = []
+            denied: dict[str, Any] = {}
             # Holders and non-holders apart: the policy's order (allowed before limited) must not
             # put a non-holder, which cannot serve, before a holder.
             for group in ([p for p in self.candidates if p in self.holders],
                           [p for p in self.candidates if p not in self.holders]):
                 try:
-                    allowed = gate.choose_providers(group, content_size, tier=tier) if group else []
-                except PolicyDenied:  # it refuses all of them: reported below with their rules
-                    allowed = []
-                kept += allowed
-            for peer in self.candidates:
-                if peer not in kept and peer not in self.refused:
-                    self.refused[peer] = _choose_refusal(gate, peer, content_size)
+                    kept += gate.choose_providers(group, content_size, tier=tier, denied=denied) if group else []
+                except PolicyDenied:  # it refuses all of them: in `denied`, reported below
+                    pass
+            for peer, decision in denied.items():
+                if peer not in self.refused:
+                    self.refused[peer] = refusal(Action.CHOOSE_PROVIDER, decision)
                     log.warning("skipping provider %s for %s: %s", peer, self.cid, self.refused[peer])
             self.candidates = kept
         if not self.candidates and self.refused:

@@ -571,17 +571,21 @@ class PolicyService:
             now = self.clock()
 
     def choose_providers(self, peers: list[str], content_size: int | None = None,
-                         tier: Callable[[str], int] | None = None) -> list[str]:
+                         tier: Callable[[str], int] | None = None,
+                         denied: dict[str, Any] | None = None) -> list[str]:
         """The providers the policy lets a fetch use: allowed ones first, then limited ones, each in
         the given order. With `tier`, lower tiers come first whatever the verdict (a peer that
         credible witnesses report faulty is riskier than a limited newcomer), allowed before
-        limited within a tier. Raises PolicyDenied when it refuses every one of them."""
+        limited within a tier. `denied`, if given, receives each refused peer's decision.
+        Raises PolicyDenied when it refuses every one of them."""
         kept: list[tuple[int, int, int, str]] = []
         refused = []
         for k, p in enumerate(peers):
             d = self.decide(Action.CHOOSE_PROVIDER, p, content_size=content_size)
             if d.verdict is DENY:
                 refused.append(f"{p}: rule {d.rule} ({d.reason})")
+                if denied is not None:
+                    denied[p] = d
             else:
                 kept.append((tier(p) if tier is not None else 0, d.verdict is not ALLOW, k, p))
         if peers and not kept:
