@@ -1,0 +1,22 @@
+"""Shared fixtures for the attack tests: a default node to attack, and its publisher."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.nodes import Cluster, NodeProc
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """Node processes started here are all stopped at the end of the test, whatever happened."""
+    with Cluster(tmp_path) as c:
+        yield c
+
+
+@pytest.fixture
+def victim(cluster: Cluster) -> NodeProc:
+    """A node with the default configuration (what a user gets from `vouchnet init`)."""
+    return cluster.add("victim")
