@@ -596,7 +596,7 @@ def test_counting_reader_splits_frames_however_they_are_read():
 
     from libp2p.utils.varint import encode_uvarint
 
-    from overlay.libp2p_compat import _CountingReader
+    from overlay.libp2p_compat.pubsub import _CountingReader
 
     payloads = [b"", b"x", b"y" * 127, b"z" * 128, b"w" * 300, b"v" * 20_000]
     wire = b"".join(encode_uvarint(len(p)) + p for p in payloads)

@@ -347,7 +347,7 @@ peers = ["{net.h.peer_id}"]
 
 @pytest.mark.parametrize("granted", [True, False], ids=["granted", "old-client"])
 def test_answer_stream_needs_no_window_updates_and_sends_whole_frames(granted: bool):
-    """overlay/libp2p_compat.py (j) on two real hosts in this process (TCP + Noise + Yamux): once
+    """overlay/libp2p_compat/yamux.py (j) on two real hosts in this process (TCP + Noise + Yamux): once
     the client has granted a stream its whole answer, the server writes all 4 MiB of it before
     the client reads a byte, without waiting for the window; the client sends no window update
     while reading; the server's FrameWriter pieces go out whole, one Yamux frame each, of

@@ -1,0 +1,64 @@
+"""The ONE place for py-libp2p 0.8 workarounds.
+
+Every workaround below names the behaviour it works around and where in the installed
+library (``libp2p`` 0.8.1, paths relative to ``site-packages/libp2p``) that behaviour was
+verified. When py-libp2p is upgraded, re-check each one against the new source and delete
+the ones that are no longer needed; nothing else in vouchnet should reach into libp2p
+private attributes.
+
+Workarounds:
+
+(a) ``import libp2p`` resets the ``libp2p`` logger        -> :func:`import_libp2p`
+(b) every dial waits ~250 ms with the default config      -> :func:`connection_config`
+(c) failed dials are negatively cached for 60 s           -> :func:`forget_failed_dial`
+(d) a stale TCP address in the peerstore blocks a new one -> :func:`connect_fresh`
+(e) one libp2p module logs through the ROOT logger, which
+    silently runs ``logging.basicConfig()``                -> applied at import
+(f) the swarm dials every peer in its peerstore by itself -> :func:`disable_auto_dial`
+(g) pubsub outbound queues and subscription channels hold
+    32 entries and drop the rest silently                  -> :func:`size_pubsub_buffers`
+(h) blacklisting a peer can crash the whole pubsub service -> :func:`safe_blacklist_teardown`
+(i) pubsub counts no traffic (no per-RPC hook or counter)  -> :func:`count_pubsub_traffic`
+(j) Yamux windows and 64 KiB frames slow content streams  -> :func:`window_for_response`,
+                                                             :func:`whole_frames`
+(k) a DHT provider lookup answers only once it is over    -> :func:`find_providers_early`
+
+Each workaround lives in the submodule of the py-libp2p part it concerns (``logs``,
+``dialing``, ``pubsub``, ``yamux``, ``kad``); add a new one as a lettered section of the
+module for its part (or a new module), and list it above. Importing this package first
+imports libp2p through (a), so logging is fixed before any other libp2p module loads.
+"""
+
+from __future__ import annotations
+
+from overlay.libp2p_compat.logs import import_libp2p  # first: it fixes libp2p's logging
+from overlay.libp2p_compat.dialing import (
+    connect_fresh,
+    connection_config,
+    disable_auto_dial,
+    forget_failed_dial,
+)
+from overlay.libp2p_compat.kad import find_providers_early
+from overlay.libp2p_compat.pubsub import (
+    Traffic,
+    count_pubsub_traffic,
+    safe_blacklist_teardown,
+    size_pubsub_buffers,
+)
+from overlay.libp2p_compat.yamux import WRITE_SIZE, whole_frames, window_for_response
+
+__all__ = [
+    "import_libp2p",
+    "connection_config",
+    "forget_failed_dial",
+    "connect_fresh",
+    "disable_auto_dial",
+    "size_pubsub_buffers",
+    "safe_blacklist_teardown",
+    "count_pubsub_traffic",
+    "Traffic",
+    "window_for_response",
+    "whole_frames",
+    "WRITE_SIZE",
+    "find_providers_early",
+]
