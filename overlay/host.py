@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from overlay.libp2p_compat import connection_config, disable_auto_dial, import_libp2p
+from overlay.libp2p_compat import StreamFailure, connection_config, disable_auto_dial, guard_inbound_streams, import_libp2p
 
 libp2p = import_libp2p()
 
@@ -72,6 +72,7 @@ def build_host(
     auto_dial: bool = False,
     conn_config: ConnectionConfig | None = None,
     negotiate_timeout: int = 10,
+    on_stream_failure: StreamFailure | None = None,
     **new_host_kwargs: Any,
 ) -> IHost:
     """A py-libp2p host with the Ed25519 identity from ``seed`` and our fixed stack.
@@ -85,6 +86,9 @@ def build_host(
     - no automatic dialing of peerstore peers unless ``auto_dial=True`` (libp2p_compat
       (f): the swarm would otherwise dial every known peer every 10 s, including
       addresses learnt from other peers).
+
+    Every inbound stream, of every protocol, runs inside one guard (libp2p_compat (m)): a
+    failure ends that stream only and is reported to ``on_stream_failure``.
 
     ``negotiate_timeout`` (seconds, libp2p default 30) bounds multistream-select protocol
     negotiation on new streams. ``enable_mdns`` is passed to libp2p as is (measured: its
@@ -118,6 +122,7 @@ def build_host(
     )
     if not auto_dial:
         disable_auto_dial(host)
+    guard_inbound_streams(host, on_stream_failure)
     return host
 
 

@@ -30,6 +30,13 @@ class Metrics:
             "vouchnet_gossip_messages_total", "Published messages in those RPCs (forwards and duplicates included)",
             ["direction"], registry=r)
 
+        self.stream_failures = Counter(
+            "vouchnet_stream_failures_total", "Inbound streams ended by a failure (the node kept serving)",
+            ["protocol", "error"], registry=r)
+
+    def count_stream_failure(self, protocol: str, exc: BaseException) -> None:
+        self.stream_failures.labels(protocol, type(exc).__name__).inc()
+
     def count_gossip(self, direction: str, rpcs: int, nbytes: int, messages: int) -> None:
         if rpcs:
             self.gossip_rpcs.labels(direction).inc(rpcs)

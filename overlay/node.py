@@ -96,7 +96,8 @@ class Node:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def run(self, ready: Callable[["Node"], None] | None = None) -> None:
-        async with running_host(self.identity.seed, self.listen, enable_mdns=self.config.mdns) as host:
+        async with running_host(self.identity.seed, self.listen, enable_mdns=self.config.mdns,
+                                on_stream_failure=self.metrics.count_stream_failure) as host:
             self.host = host
             self.policy.attach(host)  # inbound_connection: denied peers' connections are closed
             host.set_stream_handler(CONTENT_PROTOCOL, self._serve)

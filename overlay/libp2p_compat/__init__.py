@@ -22,9 +22,10 @@ Workarounds:
 (j) Yamux windows and 64 KiB frames slow content streams  -> :func:`window_for_response`,
                                                              :func:`whole_frames`
 (k) a DHT provider lookup answers only once it is over    -> :func:`find_providers_early`
+(m) an exception in any inbound stream stops the host     -> :func:`guard_inbound_streams`
 
 Each workaround lives in the submodule of the py-libp2p part it concerns (``logs``,
-``dialing``, ``pubsub``, ``yamux``, ``kad``); add a new one as a lettered section of the
+``dialing``, ``pubsub``, ``yamux``, ``kad``, ``guard``); add a new one as a lettered section of the
 module for its part (or a new module), and list it above. Importing this package first
 imports libp2p through (a), so logging is fixed before any other libp2p module loads.
 """
@@ -38,6 +39,7 @@ from overlay.libp2p_compat.dialing import (
     disable_auto_dial,
     forget_failed_dial,
 )
+from overlay.libp2p_compat.guard import StreamFailure, guard_inbound_streams
 from overlay.libp2p_compat.kad import find_providers_early
 from overlay.libp2p_compat.pubsub import (
     Traffic,
@@ -61,4 +63,6 @@ __all__ = [
     "whole_frames",
     "WRITE_SIZE",
     "find_providers_early",
+    "StreamFailure",
+    "guard_inbound_streams",
 ]
