@@ -326,3 +326,79 @@ def test_running_host_passes_exceptions_and_cancellation_through():
             assert str(again.get_id()) == peer_id_from_seed(SEED_A)
 
     run(main)
+
+
+# Every exception type a py-libp2p stream (or a handler's bug) can raise, injected below into
+# every protocol handler the host has: each must end its own stream only (libp2p_compat (m)).
+def _stream_exceptions():
+    from libp2p.io.exceptions import DecryptionFailedException, IncompleteReadError, MessageTooLarge
+    from libp2p.network.stream.exceptions import StreamClosed, StreamEOF, StreamError, StreamReset
+    from libp2p.protocol_muxer.exceptions import MultiselectError
+    from libp2p.stream_muxer.exceptions import (
+        MuxedConnUnavailable,
+        MuxedStreamClosed,
+        MuxedStreamEOF,
+        MuxedStreamError,
+        MuxedStreamReset,
+    )
+
+    return [
+        StreamReset("injected"), StreamEOF("injected"), StreamClosed("injected"), StreamError("injected"),
+        MuxedStreamReset("injected"), MuxedStreamEOF("injected"), MuxedStreamClosed("injected"),
+        MuxedStreamError("injected"), MuxedConnUnavailable("injected"), IncompleteReadError("injected"),
+        MessageTooLarge("injected"), DecryptionFailedException("injected"), MultiselectError("injected"),
+        trio.TooSlowError(), trio.BrokenResourceError("injected"), trio.ClosedResourceError("injected"),
+        ConnectionResetError("injected"), OSError("injected"), EOFError("injected"), ValueError("injected"),
+        KeyError("injected"), RecursionError("injected"), MemoryError("injected"),
+        ExceptionGroup("injected", [StreamReset("a"), ValueError("b")]),
+    ]
+
+
+@pytest.mark.network
+def test_an_exception_in_any_handler_ends_that_stream_only():
+    failures: list[tuple[str, BaseException]] = []
+
+    async def main():
+        async with running_host(SEED_A, LOCAL, on_stream_failure=lambda p, e: failures.append((p, e))) as a, \
+                running_host(SEED_B, LOCAL) as b, running_host(SEED_P, LOCAL) as c:
+            a.set_stream_handler(PROTO, echo_handler)
+            handlers = a.get_mux().handlers
+            protocols = sorted(str(p) for p in handlers if p is not None)
+            assert PROTO in protocols and len(protocols) >= 3  # ours + identify + ping at least
+            info = parse_peer_multiaddr(str(a.get_addrs()[0]))
+            await b.connect(info)
+            originals = dict(handlers)
+            injected = _stream_exceptions()
+            for exc in injected:
+                for proto in protocols:
+                    async def boom(stream, exc=exc):
+                        await stream.read(1)
+                        raise exc
+
+                    handlers[proto] = boom  # type: ignore[index]
+                    stream = await b.new_stream(info.peer_id, [proto])
+                    await stream.write(b"x")
+                    try:  # the guard resets the stream: EOF or reset, never a hang
+                        await stream.read(1)
+                    except Exception:  # noqa: BLE001 - any end of stream is fine here
+                        pass
+                    handlers.update(originals)
+            # The host still serves, over the old connection and to a new peer.
+            for peer in (b, c):
+                await peer.connect(info)
+                stream = await peer.new_stream(info.peer_id, [PROTO])
+                await write_frame(stream, b"still here")
+                assert await read_frame(stream, 1 << 16) == b"ereh llits"
+                await stream.close()
+            return len(injected) * len(protocols)
+
+    def bounded():
+        async def inner():
+            with trio.fail_after(60):
+                return await main()
+        return trio.run(inner)
+
+    expected = bounded()
+    # Each injected failure was seen by the guard, with its protocol and its own type.
+    assert len(failures) == expected
+    assert {type(e) for _, e in failures} == {type(e) for e in _stream_exceptions()}
