@@ -21,6 +21,7 @@ from overlay.control import serve_control, socket_path
 from overlay.home import Home
 from overlay.host import parse_peer_multiaddr, running_host
 from overlay.framing import FrameWriter
+from overlay.local_discovery import LocalDiscovery
 from overlay.libp2p_compat import WRITE_SIZE, connect_fresh, find_providers_early, forget_failed_dial, whole_frames
 from overlay.metrics import Metrics
 from overlay.store import ContentStore
@@ -112,6 +113,9 @@ class Node:
                 nursery.start_soon(self._watch_signals, nursery.cancel_scope)
                 for addr in self.bootstrap:
                     nursery.start_soon(self._bootstrap, addr)
+                if self.config.mdns:  # py-libp2p's mDNS only fills the peerstore; we dial
+                    await nursery.start(LocalDiscovery(self.peer_id, self.connect,
+                                                       lambda p: p in self.connected_peers()).run)
                 nursery.start_soon(self._provide_all)
                 if ready:
                     ready(self)
