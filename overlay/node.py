@@ -22,7 +22,8 @@ from overlay.home import Home
 from overlay.host import parse_peer_multiaddr, running_host
 from overlay.framing import FrameWriter
 from overlay.local_discovery import LocalDiscovery
-from overlay.libp2p_compat import WRITE_SIZE, connect_fresh, find_providers_early, forget_failed_dial, whole_frames
+from overlay.libp2p_compat import (WRITE_SIZE, connect_fresh, find_providers_early, forget_failed_dial,
+                                   rank_provider_records, whole_frames)
 from overlay.metrics import Metrics
 from overlay.store import ContentStore
 from overlay.streams import close_quietly, receive, send
@@ -103,6 +104,7 @@ class Node:
             self.policy.attach(host)  # inbound_connection: denied peers' connections are closed
             host.set_stream_handler(CONTENT_PROTOCOL, self._serve)
             self.dht = KadDHT(host, DHTMode.SERVER, strict_validation=True)
+            rank_provider_records(self.dht, self._provider_rank)  # compat (s): sybils cannot crowd out trusted mirrors
             async with background_trio_service(self.dht), trio.open_nursery() as nursery:
                 self._tasks = nursery
                 await nursery.start(serve_control, socket_path(self.home.path), self._control_handlers())
@@ -111,12 +113,10 @@ class Node:
                 if self.config.metrics_enabled:
                     self.metrics.serve(self.config.metrics_port)
                 nursery.start_soon(self._watch_signals, nursery.cancel_scope)
-                for addr in self.bootstrap:
-                    nursery.start_soon(self._bootstrap, addr)
+                nursery.start_soon(self._join)
                 if self.config.mdns:  # py-libp2p's mDNS only fills the peerstore; we dial
                     await nursery.start(LocalDiscovery(self.peer_id, self.connect,
                                                        lambda p: p in self.connected_peers()).run)
-                nursery.start_soon(self._provide_all)
                 if ready:
                     ready(self)
                 await self._stop.wait()
@@ -180,11 +180,26 @@ class Node:
         except VouchnetError as exc:
             log.warning("bootstrap peer skipped: %s", exc)
 
+    def _provider_rank(self, peer: str) -> float | None:
+        """How the DHT orders providers it keeps and lists: our trust in them, less the share of
+        credible fault reports; None (not kept) for a distrusted peer."""
+        rep = self.reputation
+        if rep.distrusted(peer):
+            return None
+        return rep.rep.trust_of(peer)[1] * (1.0 - rep.risk(peer))
+
     def connected_peers(self) -> list[str]:
         return [str(p) for p in self.host.get_connected_peers()] if self.host else []
 
+    async def _join(self) -> None:
+        """Dial the bootstrap peers (each bounded by connect's timeout), then announce what we
+        hold: records sent before any peer is connected would reach no one."""
+        async with trio.open_nursery() as nursery:
+            for addr in self.bootstrap:
+                nursery.start_soon(self._bootstrap, addr)
+        await self._provide_all()
+
     async def _provide_all(self) -> None:
-        await trio.sleep(0.2)  # let bootstrap dials land first so records reach someone
         for item in self.store.list():
             if item.complete:
                 await self.provide(item.cid)

@@ -23,6 +23,7 @@ Workarounds:
                                                              :func:`whole_frames`
 (k) a DHT provider lookup answers only once it is over    -> :func:`find_providers_early`
 (m) an exception in any inbound stream stops the host     -> :func:`guard_inbound_streams`
+(s) DHT provider slots go first come, first served         -> :func:`rank_provider_records`
 
 Each workaround lives in the submodule of the py-libp2p part it concerns (``logs``,
 ``dialing``, ``pubsub``, ``yamux``, ``kad``, ``guard``); add a new one as a lettered section of the
@@ -40,7 +41,7 @@ from overlay.libp2p_compat.dialing import (
     forget_failed_dial,
 )
 from overlay.libp2p_compat.guard import StreamFailure, guard_inbound_streams
-from overlay.libp2p_compat.kad import find_providers_early
+from overlay.libp2p_compat.kad import ProviderRank, find_providers_early, rank_provider_records
 from overlay.libp2p_compat.pubsub import (
     Traffic,
     count_pubsub_traffic,
@@ -51,6 +52,8 @@ from overlay.libp2p_compat.yamux import WRITE_SIZE, whole_frames, window_for_res
 
 __all__ = [
     "import_libp2p",
+    "ProviderRank",
+    "rank_provider_records",
     "connection_config",
     "forget_failed_dial",
     "connect_fresh",
