@@ -1,7 +1,9 @@
 """`make bench`: run every benchmark and rewrite docs/benchmarks.md with the ratios.
 
 Each benchmark measures its baseline in the same run. `--quick` runs smaller inputs (for a
-smoke check); the committed docs come from a full run. `--only NAME` runs some of them.
+smoke check); the committed docs come from a full run. `--only NAME` runs some of them and
+prints the table; with `--update` it also replaces those benchmarks' own section of the doc
+(between `<!-- bench:NAME -->` markers) and leaves the rest as it was.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from benchmarks.common import Result
 
-BENCHMARKS = ["bench_merkle", "bench_records", "bench_trust", "bench_ledger", "bench_policy", "bench_stream", "bench_fetch"]
+BENCHMARKS = ["bench_merkle", "bench_records", "bench_trust", "bench_ledger", "bench_policy", "bench_stream", "bench_fetch", "bench_hostile"]
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
 
@@ -65,6 +67,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", action="append", default=[])
+    ap.add_argument("--update", action="store_true", help="with --only: rewrite those sections of the doc")
     args = ap.parse_args()
     results: dict[str, list[Result]] = {}
     for name in BENCHMARKS:
@@ -84,7 +87,23 @@ def main() -> int:
         print(f"wrote {DOC}", file=sys.stderr)
     else:
         print(render(results, args.quick))
+        if args.update:
+            DOC.write_text(update_sections(DOC.read_text() if DOC.exists() else "", results, args.quick))
+            print(f"updated {', '.join(results)} in {DOC}", file=sys.stderr)
     return 0
+
+
+def update_sections(doc: str, results: dict[str, list[Result]], quick: bool) -> str:
+    """Replace (or append) one marked section per benchmark module, keeping everything else."""
+    for name, rs in results.items():
+        start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+        body = render({name: rs}, quick).replace("# Benchmarks", f"## {name} (run on its own)", 1)
+        section = f"{start}\n{body}{end}\n"
+        if start in doc and end in doc:
+            doc = doc[:doc.index(start)] + section + doc[doc.index(end) + len(end) + 1:]
+        else:
+            doc = doc.rstrip("\n") + "\n\n" + section
+    return doc
 
 
 if __name__ == "__main__":
