@@ -9,61 +9,27 @@ resident memory under attack against its idle RSS (target: within +256 MiB).
 
 The fetch time is the ``seconds`` the fetching node reports (manifest request to last verified
 chunk written); a fetch that fails counts as missed. Attacks are defined next to their tests
-(``tests/hostile/test_*.py``), so the benchmark and the tests attack alike.
+(``tests/hostile/test_*.py``) and listed in ``tests/hostile/attacks.py``, so the benchmark and the
+tests attack alike.
 """
 from __future__ import annotations
 
-import os
 import statistics
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
 
 from benchmarks.common import Result
 from overlay.localnet import Cluster, NodeProc, wait_for
+from tests.hostile.attacks import ATTACKS, Attack, share
 
 MiB = 1 << 20
 RSS_BUDGET_MIB = 256.0
 
 
-@dataclass
-class Attack:
-    name: str
-    spec: str  # module:function run by tests.hostile.attacker
-    identities: int
-    options: Callable[[NodeProc, Path], dict[str, Any]] = field(default=lambda victim, root: {})
-    settle: Callable[[Any], bool] = field(default=lambda atk: True)  # attack under way
-
-
-def _share(node: NodeProc, root: Path, size: int) -> dict:
-    src = root / f"share-{time.monotonic_ns()}.bin"
-    src.write_bytes(os.urandom(size))
-    return node.cli_json("share", str(src))
-
-
-def _unread_options(victim: NodeProc, root: Path) -> dict[str, Any]:
-    big = _share(victim, root, 8 * MiB)
-    return {"cid": big["cid"], "chunks": min(16, big["chunks"])}
-
-
-def _dht_options(victim: NodeProc, root: Path) -> dict[str, Any]:
-    from overlay.node import dht_key
-    from trust.manifest import parse_cid
-
-    return {"key": dht_key(parse_cid(_share(victim, root, 1 * MiB)["cid"]))}
-
-
 def attacks() -> list[Attack]:
-    """Every attack the hostile tests define (each module is optional: a missing one is skipped)."""
-    return [
-        Attack("unread answers (2 ids x 4 streams)", "tests.hostile.test_stream_failures:request_and_never_read", 2,
-               _unread_options, lambda atk: bool(atk.stats().get("sent"))),
-        Attack("DHT provider sybils (40 ids)", "tests.hostile.test_dht_providers:announce_as_provider", 40,
-               _dht_options, lambda atk: bool(atk.stats().get("announced"))),
-    ]
+    return list(ATTACKS)
 
 
 class _RssSampler:
@@ -98,7 +64,7 @@ def rss_kib(pid: int) -> int:
 
 
 def _fetch_seconds(victim: NodeProc, honest: NodeProc, root: Path, size: int) -> float | None:
-    item = _share(victim, root, size)
+    item = share(victim, root, size)
     out = root / f"out-{time.monotonic_ns()}.bin"
     proc = honest.cli("fetch", item["cid"], "-o", str(out), "--from", victim.addr, "--json", check=False, timeout=300)
     if proc.returncode != 0:
@@ -129,7 +95,7 @@ def _under(victim: NodeProc, honest: NodeProc, root: Path, chosen: list[Attack],
                                             options=a.options(victim, root), log_dir=root)))
         for a, atk in procs:
             wait_for(lambda: "attacker ready" in atk._read() or atk.proc.poll() is not None, f"{a.name} ready", 120)
-            wait_for(lambda: a.settle(atk) or atk.done(), f"{a.name} under way", 120)
+            wait_for(lambda: a.under_way(atk.stats()) or atk.done(), f"{a.name} under way", 120)
         with _RssSampler(victim.proc.pid) as rss:
             seconds, failed = _fetches(victim, honest, root, size, repeat)
         return seconds, failed, rss.peak_kib / 1024

@@ -68,6 +68,8 @@ def status(obj: Ctx, as_json: bool) -> None:
     click.echo(f"peers:      {info['connected_peers']} connected, {info['dht_routing_table']} in the DHT table")
     click.echo(f"content:    {info['complete']} complete, {info['contents'] - info['complete']} partial")
     click.echo(f"uptime:     {info['uptime_s']} s")
+    age = info.get("trust_snapshot_age_s")
+    click.echo(f"trust:      {'no snapshot yet' if age is None else f'last snapshot {age:.1f} s ago'}")
 
 
 @main.command()

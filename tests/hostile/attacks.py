@@ -1,0 +1,53 @@
+"""The registry of attacks the hostile tests define, for running several at once.
+
+Each entry names an attack function (``module:function``, run by :mod:`tests.hostile.attacker`),
+how many identities it uses, the options it needs from the victim, and how to tell it is under
+way. ``test_all_at_once`` and ``benchmarks/bench_hostile.py`` both read this list, so a new
+attack added here is tested together with the others and measured."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from overlay.localnet import NodeProc
+
+MiB = 1 << 20
+
+
+@dataclass
+class Attack:
+    name: str
+    spec: str  # module:function run by tests.hostile.attacker
+    identities: int
+    options: Callable[[NodeProc, Path], dict[str, Any]] = field(default=lambda victim, root: {})
+    under_way: Callable[[dict[str, Any]], bool] = field(default=lambda stats: True)  # from atk.stats()
+
+
+def share(node: NodeProc, root: Path, size: int) -> dict:
+    """Share a fresh random file of ``size`` bytes on ``node``."""
+    src = root / f"share-{time.monotonic_ns()}.bin"
+    src.write_bytes(os.urandom(size))
+    return node.cli_json("share", str(src))
+
+
+def _unread_options(victim: NodeProc, root: Path) -> dict[str, Any]:
+    big = share(victim, root, 8 * MiB)
+    return {"cid": big["cid"], "chunks": min(16, big["chunks"])}
+
+
+def _dht_options(victim: NodeProc, root: Path) -> dict[str, Any]:
+    from overlay.node import dht_key
+    from trust.manifest import parse_cid
+
+    return {"key": dht_key(parse_cid(share(victim, root, 1 * MiB)["cid"]))}
+
+
+ATTACKS: list[Attack] = [
+    Attack("unread answers (2 ids x 4 streams)", "tests.hostile.test_stream_failures:request_and_never_read", 2,
+           _unread_options, lambda st: bool(st.get("sent"))),
+    Attack("DHT provider sybils (40 ids)", "tests.hostile.test_dht_providers:announce_as_provider", 40,
+           _dht_options, lambda st: bool(st.get("announced"))),
+]
