@@ -86,7 +86,6 @@ def test_corrupting_provider_is_distrusted_by_every_honest_node(network):
     for node in (h1, h2, p):
         proc = node.cli("ledger", "audit", "--json", check=False)
         assert proc.returncode == 0, proc.stdout.decode()[-2000:]
-    print(f"adversary distrusted by all honest nodes {elapsed:.1f} s after first-hand detection")
 
 
 def test_equivocating_node_is_distrusted_everywhere(network):
