@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from trust.errors import ConfigError
+from trust.localfs import check_private_dir
 
 KEY_FILE = "identity.key"
 CONFIG_FILE = "config.toml"
@@ -44,7 +44,4 @@ class Home:
         """Fail with the next step to take when the home folder is missing or unsafe."""
         if not self.path.is_dir():
             raise ConfigError(f"vouchnet home {self.path} does not exist; run 'vouchnet --home {self.path} init' first")
-        mode = stat.S_IMODE(self.path.stat().st_mode)
-        if mode & 0o022:
-            raise ConfigError(f"vouchnet home {self.path} is writable by group or others ({mode:04o}); "
-                              f"fix it with: chmod 700 {self.path}")
+        check_private_dir(self.path, "vouchnet home", ConfigError)

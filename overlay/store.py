@@ -5,6 +5,11 @@ before its bytes touch the disk. Partial content lives in ``partial/<cid>.part``
 recorded as present only after its bytes are fsync'd, so a crash loses at most unrecorded
 chunks, which are fetched again. A finished file is fsync'd and atomically renamed into
 ``data/``: a partial or corrupt file never appears under a final name.
+
+Local file-system trust: the store's folders must not be writable by group or others (refused,
+with the chmod that fixes it), and every file inside them is opened with O_NOFOLLOW (created with
+O_EXCL), so a link planted there is refused rather than followed. A file to share must be a
+regular file: a FIFO or device is refused, never waited on (trust/localfs.py).
 """
 from __future__ import annotations
 
@@ -15,11 +20,12 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import BinaryIO, Callable, Iterator, Sequence
 
 from trust import merkle
 from trust.atomic import atomic_file, fsync_dir
 from trust.errors import StoreError
+from trust.localfs import check_private_dir, open_flags, open_regular, opened, os_error
 from trust.manifest import DEFAULT_CHUNK_SIZE, MAX_CONTENT_SIZE, Manifest, open_manifest, parse_cid, sign_manifest
 
 SCHEMA = """
@@ -78,6 +84,7 @@ class ContentStore:
         self.partial_dir = self.root / "partial"
         for d in (self.root, self.data_dir, self.partial_dir):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            check_private_dir(d, "store folder", StoreError)
         self.db = connect_db(self.root / "store.db")
         self.db.executescript(SCHEMA)
         self._trees: OrderedDict[str, merkle.MerkleTree] = OrderedDict()
@@ -166,14 +173,8 @@ class ContentStore:
                  progress: Callable[[int], None] | None = None) -> StoredContent:
         """Chunk, hash and sign ``path`` in one streaming pass; store it under its new CID."""
         path = Path(path)
-        try:
-            src = open(path, "rb")
-        except OSError as exc:
-            raise StoreError(f"cannot read {path}: {exc.strerror}") from None
-        with src:
-            st = os.fstat(src.fileno())
-            if not (st.st_mode & 0o170000 == 0o100000):
-                raise StoreError(f"{path} is not a regular file")
+        fd, st = open_regular(path, "file to share", StoreError)  # a FIFO or device: refused, not waited on
+        with open(fd, "rb") as src:
             if st.st_size > MAX_CONTENT_SIZE:
                 raise StoreError(f"{path} is larger than the {MAX_CONTENT_SIZE} byte limit")
             tmp = self.partial_dir / f".share-{os.getpid()}-{time.monotonic_ns()}.tmp"
@@ -181,8 +182,7 @@ class ContentStore:
             size = 0
             buf = bytearray(chunk_size)
             try:
-                with open(tmp, "xb") as out:
-                    os.chmod(tmp, 0o600)
+                with open(self._create(tmp, os.O_WRONLY), "wb") as out:
                     while True:
                         n = src.readinto(buf)
                         if not n:
@@ -309,10 +309,29 @@ class ContentStore:
                                 [(cid, i, leaf) for i, leaf in chunks])
 
     def _part_fd(self, cid: str) -> int:
+        """The partial file of ``cid``, opened (resume) or created: never through a symlink,
+        never a FIFO or device, never a file with another name (hard link) elsewhere."""
         fd = self._part_fds.get(cid)
         if fd is None:
-            fd = os.open(self._part_path(cid), os.O_RDWR | os.O_CREAT, 0o600)
+            path = self._part_path(cid)
+            try:
+                fd = os.open(path, os.O_RDWR | open_flags(follow=False))
+            except FileNotFoundError:
+                fd = self._create(path, os.O_RDWR)
+            except OSError as exc:
+                raise os_error(exc, path, "partial file", StoreError, follow=False) from None
+            opened(fd, path, "partial file", StoreError, single_link=True)
             self._part_fds[cid] = fd
+        return fd
+
+    @staticmethod
+    def _create(path: Path, flags: int) -> int:
+        """A new 0600 file at ``path`` (O_EXCL: not if anything, a symlink included, is there)."""
+        try:
+            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot create {path}: {exc.strerror}") from None
+        os.fchmod(fd, 0o600)  # whatever the umask
         return fd
 
     def flush(self, cid: str) -> None:
@@ -354,9 +373,14 @@ class ContentStore:
         """Finish what a crash interrupted between renaming a finished file and recording it."""
         for (cid,) in self.db.execute("SELECT cid FROM contents WHERE state = 'partial'").fetchall():
             if self.data_path(cid).exists() and not self._part_path(cid).exists():
-                report = self._verify_file(self.require(cid).manifest, self.data_path(cid), cid)
-                if report.ok:
-                    leaves = list(self._hash_file(self.data_path(cid), self.require(cid).manifest))
+                m = self.require(cid).manifest
+                try:
+                    f, size = self._open_read(self.data_path(cid))
+                    with f:
+                        leaves = list(_hash_stream(f, m)) if size == m.size else None
+                except StoreError:
+                    continue  # not a file of ours (a link, a FIFO): left partial, and `verify` names it
+                if leaves is not None and hmac.compare_digest(merkle.root(leaves), m.root):
                     with self.db:
                         self.db.execute("BEGIN IMMEDIATE")
                         self.db.execute("UPDATE contents SET state='complete', leaves=? WHERE cid=?", (b"".join(leaves), cid))
@@ -400,10 +424,7 @@ class ContentStore:
                 self._data_fds.move_to_end(cid)
                 return fd
             os.close(self._data_fds.pop(cid))
-        try:
-            fd = os.open(self.data_path(cid), os.O_RDONLY)
-        except OSError as exc:
-            raise StoreError(f"cannot read the data file of {cid}: {exc.strerror}") from None
+        fd, _ = open_regular(self.data_path(cid), "data file", StoreError, follow=False)
         self._data_fds[cid] = fd
         while len(self._data_fds) > 16:
             os.close(self._data_fds.popitem(last=False)[1])
@@ -411,21 +432,24 @@ class ContentStore:
 
     # -- checking and export -------------------------------------------------------------------
 
-    def _hash_file(self, path: Path, m: Manifest) -> Iterator[bytes]:
-        with open(path, "rb") as f:
-            buf = bytearray(m.chunk_size)
-            for i in range(m.chunk_count):
-                n = f.readinto(buf)
-                yield merkle.leaf_hash(memoryview(buf)[:n])
+    @staticmethod
+    def _open_read(path: Path, *, external: bool = False) -> tuple[BinaryIO, int]:
+        """``(file, size)``: a data file of this store (no symlink followed), or (``external``) a
+        file of the user's; either way a regular file, never a FIFO or device waited on."""
+        if external:
+            fd, st = open_regular(path, "file", StoreError)
+        else:
+            fd, st = open_regular(path, "data file", StoreError, follow=False)
+        return open(fd, "rb"), st.st_size
 
-    def _verify_file(self, m: Manifest, path: Path, cid: str) -> VerifyReport:
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
+    def _verify_file(self, m: Manifest, path: Path, cid: str, *, external: bool = False) -> VerifyReport:
+        if not os.path.lexists(path):
             return VerifyReport(cid, False, m.chunk_count, [], f"data file {path} is missing")
-        if size != m.size:
-            return VerifyReport(cid, False, m.chunk_count, [], f"size is {size} bytes, manifest says {m.size}")
-        leaves = list(self._hash_file(path, m))
+        f, size = self._open_read(path, external=external)
+        with f:
+            if size != m.size:
+                return VerifyReport(cid, False, m.chunk_count, [], f"size is {size} bytes, manifest says {m.size}")
+            leaves = list(_hash_stream(f, m))
         if hmac.compare_digest(merkle.root(leaves), m.root):
             return VerifyReport(cid, True, m.chunk_count, [], "all chunks match the signed root")
         bad: list[int] = []
@@ -446,15 +470,16 @@ class ContentStore:
     def verify_external(self, path: Path, cid: str) -> VerifyReport:
         """Check a file anywhere on disk against the signed manifest of ``cid``."""
         m = self.require(cid).manifest
-        return self._verify_file(m, Path(path), cid)
+        return self._verify_file(m, Path(path), cid, external=True)
 
     def find_by_file(self, path: Path) -> list[str]:
         """CIDs in this store whose signed root matches the file at ``path``."""
-        size = Path(path).stat().st_size
+        f, size = self._open_read(Path(path), external=True)
+        f.close()
         matches = []
         for item in self.list():
             m = item.manifest
-            if m.size == size and self._verify_file(m, Path(path), item.cid).ok:
+            if m.size == size and self._verify_file(m, Path(path), item.cid, external=True).ok:
                 matches.append(item.cid)
         return matches
 
@@ -469,7 +494,8 @@ class ContentStore:
         m = item.manifest
         leaves = self._leaves(cid)
         try:
-            with open(self.data_path(cid), "rb") as src, atomic_file(out, 0o644, overwrite=overwrite) as dst:
+            src, _ = self._open_read(self.data_path(cid))
+            with src, atomic_file(out, 0o644, overwrite=overwrite) as dst:
                 buf = bytearray(m.chunk_size)
                 for i in range(m.chunk_count):
                     n = src.readinto(buf)
@@ -525,6 +551,13 @@ class ChunkWriter:
                 n = os.pwrite(fd, view, offset)
                 view, offset = view[n:], offset + n
         return leaf
+
+
+def _hash_stream(f: BinaryIO, m: Manifest) -> Iterator[bytes]:
+    buf = bytearray(m.chunk_size)
+    for _ in range(m.chunk_count):
+        n = f.readinto(buf)
+        yield merkle.leaf_hash(memoryview(buf)[:n])
 
 
 def _split_leaves(blob: bytes) -> list[bytes]:

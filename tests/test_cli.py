@@ -79,6 +79,7 @@ def test_passphrase_protection(tmp_path):
     h = tmp_path / "h"
     pw = tmp_path / "pw"
     pw.write_text("correct horse\n")
+    os.chmod(pw, 0o600)  # a passphrase file others can read is refused
     run_cli("init", "--passphrase-file", str(pw), home=h, check=True)
     assert b"seed" not in (h / "identity.key").read_bytes()
     f = tmp_path / "f"
@@ -87,6 +88,7 @@ def test_passphrase_protection(tmp_path):
     assert no_pass.returncode == 1 and b"--passphrase-file" in no_pass.stderr
     wrong = tmp_path / "wrong"
     wrong.write_text("battery staple\n")
+    os.chmod(wrong, 0o600)
     bad = run_cli("--passphrase-file", str(wrong), "share", str(f), home=h)
     assert bad.returncode == 1 and b"wrong passphrase" in bad.stderr
     assert not (h / "store" / "data").exists() or not any((h / "store" / "data").iterdir())

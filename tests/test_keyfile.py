@@ -392,32 +392,38 @@ def test_protected_overwrite_refused(tmp_path, ident, cheap_kdf):
 
 # ----------------------------------------------------------------------------- passphrase files
 
+def write_secret(path: Path, data: bytes) -> None:
+    """A passphrase file as it must be: 0600 (one others can read is refused, like the key file)."""
+    path.write_bytes(data)
+    os.chmod(path, 0o600)
+
+
 def test_passphrase_file(tmp_path):
     p = tmp_path / "pw"
-    p.write_bytes(PASS + b"\n")
+    write_secret(p, PASS + b"\n")
     assert read_passphrase_file(p) == PASS
-    p.write_bytes(PASS + b"\r\n")
+    write_secret(p, PASS + b"\r\n")
     assert read_passphrase_file(p) == PASS
-    p.write_bytes(b"  inner spaces kept  ")
+    write_secret(p, b"  inner spaces kept  ")
     assert read_passphrase_file(p) == b"  inner spaces kept  "
-    p.write_bytes(b"x" * MAX_PASSPHRASE + b"\n")
+    write_secret(p, b"x" * MAX_PASSPHRASE + b"\n")
     assert read_passphrase_file(p) == b"x" * MAX_PASSPHRASE
 
 
 @pytest.mark.parametrize("content", [b"", b"\n", b"\r\n", b"\n\n\n"], ids=["empty", "lf", "crlf", "lfs"])
 def test_passphrase_file_empty(tmp_path, content):
     p = tmp_path / "pw"
-    p.write_bytes(content)
-    with pytest.raises(KeyFileError, match="empty"):
+    write_secret(p, content)
+    with pytest.raises(KeyFileError, match="is empty"):
         read_passphrase_file(p)
 
 
 def test_passphrase_file_too_long(tmp_path):
     p = tmp_path / "pw"
-    p.write_bytes(b"x" * (MAX_PASSPHRASE + 1))
+    write_secret(p, b"x" * (MAX_PASSPHRASE + 1))
     with pytest.raises(KeyFileError, match="longer"):
         read_passphrase_file(p)
-    p.write_bytes(b"x" * 100_000)
+    write_secret(p, b"x" * 100_000)
     with pytest.raises(KeyFileError, match="longer"):
         read_passphrase_file(p)
 
@@ -429,9 +435,9 @@ def test_passphrase_file_missing(tmp_path):
 
 def test_passphrase_file_too_long_after_newlines(tmp_path):
     p = tmp_path / "pw"
-    p.write_bytes(b"x" * 1000 + b"\n\nmore")
+    write_secret(p, b"x" * 1000 + b"\n\nmore")
     assert read_passphrase_file(p) == b"x" * 1000 + b"\n\nmore"  # embedded newlines are kept
-    p.write_bytes(b"x" * MAX_PASSPHRASE + b"\n\nmore")  # 1030 bytes of content: too long
+    write_secret(p, b"x" * MAX_PASSPHRASE + b"\n\nmore")  # 1030 bytes of content: too long
     with pytest.raises(KeyFileError, match="longer"):
         read_passphrase_file(p)
 

@@ -1,14 +1,15 @@
 """The identity key file: 0600, optionally sealed with a passphrase (Argon2id + SecretBox).
 
 Loading refuses a file that group or others can access (as ssh does), bounds every field, and
-checks the stored peer ID against the key so a damaged file is caught, not silently used.
+checks the stored peer ID against the key so a damaged file is caught, not silently used. A
+passphrase file goes through the same check (trust/localfs.py), and neither may be a FIFO or
+device: they are refused, not waited on.
 """
 from __future__ import annotations
 
 import base64
 import json
 import os
-import stat
 from pathlib import Path
 
 import nacl.exceptions
@@ -19,6 +20,7 @@ import nacl.utils
 from trust.atomic import atomic_write
 from trust.errors import KeyFileError
 from trust.identity import Identity
+from trust.localfs import check_private, open_regular
 
 FORMAT = "vouchnet-key"
 MAX_KEYFILE = 4096
@@ -47,9 +49,25 @@ def _unb64(s: object, what: str, size: int | None = None) -> bytes:
     return raw
 
 
-def read_passphrase_file(path: Path) -> bytes:
+def _open_secret(path: Path, what: str, missing: str | None = None) -> int:
+    """A descriptor of the secret file at ``path``: a regular file (a FIFO or device is refused,
+    not waited on) that only its owner, this user, can access. The checks are made on the
+    opened file, so what is checked is what is read."""
+    fd, st = open_regular(path, what, KeyFileError, missing=missing)
     try:
-        with open(path, "rb") as f:
+        check_private(st, path, what, KeyFileError)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_passphrase_file(path: Path) -> bytes:
+    """The passphrase in ``path``, which must be a regular file only its owner can access (like
+    the key file: :func:`_open_secret`)."""
+    fd = _open_secret(path, "passphrase file")
+    try:
+        with open(fd, "rb") as f:
             data = f.read(MAX_PASSPHRASE + 3)
     except OSError as exc:
         raise KeyFileError(f"cannot read passphrase file {path}: {exc.strerror}") from None
@@ -83,20 +101,10 @@ def save_identity(path: Path, identity: Identity, passphrase: bytes | None = Non
         raise KeyFileError(f"{path} already exists; use --force to replace the identity") from None
 
 
-def check_permissions(path: Path) -> None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise KeyFileError(f"no identity at {path}; run 'vouchnet init' first") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise KeyFileError(f"{path} is not a regular file")
-    if st.st_mode & 0o077:
-        raise KeyFileError(
-            f"permissions {stat.S_IMODE(st.st_mode):04o} for {path} are too open: the key file must not be "
-            f"accessible by group or others. Fix it with: chmod 600 {path}"
-        )
-    if hasattr(os, "getuid") and st.st_uid != os.getuid():
-        raise KeyFileError(f"{path} is owned by another user (uid {st.st_uid}); refusing to use it")
+def _open_key(path: Path) -> int:
+    """The key file, refused if missing, not a regular file, open to group or others, or owned
+    by another user."""
+    return _open_secret(path, "key file", missing=f"no identity at {path}; run 'vouchnet init' first")
 
 
 def is_protected(path: Path) -> bool:
@@ -104,8 +112,7 @@ def is_protected(path: Path) -> bool:
 
 
 def _read_doc(path: Path) -> dict:
-    check_permissions(path)
-    with open(path, "rb") as f:
+    with open(_open_key(path), "rb") as f:
         raw = f.read(MAX_KEYFILE + 1)
     if len(raw) > MAX_KEYFILE:
         raise KeyFileError(f"{path} is larger than {MAX_KEYFILE} bytes; not a vouchnet key file")
