@@ -68,6 +68,15 @@ def status(obj: Ctx, as_json: bool) -> None:
     click.echo(f"peers:      {info['connected_peers']} connected, {info['dht_routing_table']} in the DHT table")
     click.echo(f"content:    {info['complete']} complete, {info['contents'] - info['complete']} partial")
     click.echo(f"uptime:     {info['uptime_s']} s")
+    conns = info.get("connections")
+    if conns:  # [limits]: inbound connections in use / limit, and refusals by reason
+        lim, use = conns["limits"], conns["in_use"]
+        click.echo(f"inbound:    {use['total']}/{lim['total']} connections ({use['strangers']}/{lim['strangers']} "
+                   f"strangers, {use['trusted']} trusted), {use['pending']}/{lim['pending']} in handshake")
+        click.echo(f"            per peer {lim['per_peer']}, per IP {use['max_per_ip']}/{lim['per_ip']}, "
+                   f"per subnet {use['max_per_subnet']}/{lim['per_subnet']}")
+        refused = ", ".join(f"{k} {v}" for k, v in conns["refused"].items() if v) or "none"
+        click.echo(f"refused:    {refused}")
 
 
 @main.command()

@@ -36,15 +36,16 @@ class ConnectionLimits:
     per_subnet: int = 32    # from one /24 (IPv4) or /48 (IPv6) (handshakes included)
     pending: int = 64       # inbound connections still in the Noise + Yamux handshake
 
-    def check(self) -> str | None:
-        """None if consistent, else what is wrong (for a ConfigError)."""
+    def check(self, names: dict[str, str] | None = None) -> str | None:
+        """None if consistent, else what is wrong (for a ConfigError); ``names``: field -> config key."""
+        n = {f: (names or {}).get(f, f) for f in asdict(self)}
         for name, value in asdict(self).items():
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65536:
-                return f"{name} must be an integer from 1 to 65536"
+                return f"{n[name]} must be an integer from 1 to 65536"
         if self.strangers > self.total:
-            return "strangers must not exceed total (the rest is reserved for trusted peers)"
+            return f"{n['strangers']} must not exceed {n['total']} (the rest is reserved for trusted peers)"
         if self.per_ip > self.per_subnet:
-            return "per_ip must not exceed per_subnet"
+            return f"{n['per_ip']} must not exceed {n['per_subnet']}"
         return None
 
 

@@ -22,7 +22,8 @@ def handlers(node: Any) -> dict[str, Callable[[dict[str, Any], Send], Awaitable[
         return {"peer_id": node.peer_id, "addrs": node.addrs(), "uptime_s": round(time.time() - node.started, 1),
                 "connected_peers": len(node.connected_peers()), "contents": len(items),
                 "complete": sum(1 for i in items if i.complete),
-                "dht_routing_table": node.dht.get_routing_table_size() if node.dht else 0}
+                "dht_routing_table": node.dht.get_routing_table_size() if node.dht else 0,
+                "connections": node.connection_gate.snapshot()}  # [limits]: limits, use, refusals
 
     async def peers(req: dict[str, Any], send: Send) -> Any:
         connected = set(node.connected_peers())
