@@ -70,6 +70,15 @@ def status(obj: Ctx, as_json: bool) -> None:
     click.echo(f"uptime:     {info['uptime_s']} s")
     age = info.get("trust_snapshot_age_s")
     click.echo(f"trust:      {'no snapshot yet' if age is None else f'last snapshot {age:.1f} s ago'}")
+    conns = info.get("connections")
+    if conns:  # [limits]: inbound connections in use / limit, and refusals by reason
+        lim, use = conns["limits"], conns["in_use"]
+        click.echo(f"inbound:    {use['total']}/{lim['total']} connections ({use['strangers']}/{lim['strangers']} "
+                   f"strangers, {use['trusted']} trusted), {use['pending']}/{lim['pending']} in handshake")
+        click.echo(f"            per peer {lim['per_peer']}, per IP {use['max_per_ip']}/{lim['per_ip']}, "
+                   f"per subnet {use['max_per_subnet']}/{lim['per_subnet']}")
+        refused = ", ".join(f"{k} {v}" for k, v in conns["refused"].items() if v) or "none"
+        click.echo(f"refused:    {refused}")
 
 
 @main.command()

@@ -9,6 +9,7 @@ from pathlib import Path
 from trust.errors import ConfigError
 from trust.peerid import is_peer_id
 from trust.manifest import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
+from overlay.limits import ConnectionLimits
 
 MAX_CONFIG_BYTES = 256 * 1024
 
@@ -44,6 +45,24 @@ damping = 0.15
 # Peers reported bad (global trust at or below this, no own positive evidence) are distrusted.
 trust_floor = 0.0
 
+[limits]
+# Inbound connections (shown with their use and refusals by `vouchnet status`). Peers that are
+# neither anchors nor trusted (trust > 0 here) share at most connections_strangers of
+# connections_total; the rest is kept for anchors and trusted peers, so sybils cannot crowd
+# them out. The per-IP and per-subnet limits are checked before the handshake, for everyone.
+# Established inbound connections at once.
+connections_total = 256
+# Of those, at most this many from strangers and newcomers.
+connections_strangers = 192
+# From one peer ID (py-libp2p keeps one per peer; a reconnect may briefly overlap it).
+connections_per_peer = 2
+# From one IP address, handshakes in progress included.
+connections_per_ip = 8
+# From one /24 (IPv4) or /48 (IPv6) network, handshakes in progress included.
+connections_per_subnet = 32
+# Inbound connections still in the Noise + Yamux handshake.
+handshakes_pending = 64
+
 [metrics]
 # Prometheus /metrics endpoint, bound to 127.0.0.1 only.
 enabled = false
@@ -73,6 +92,17 @@ class Config:
     metrics_enabled: bool = False
     metrics_port: int = 9464
     policy_file: str = ""
+    connections_total: int = 256
+    connections_strangers: int = 192
+    connections_per_peer: int = 2
+    connections_per_ip: int = 8
+    connections_per_subnet: int = 32
+    handshakes_pending: int = 64
+
+    def connection_limits(self) -> ConnectionLimits:
+        return ConnectionLimits(total=self.connections_total, strangers=self.connections_strangers,
+                                per_peer=self.connections_per_peer, per_ip=self.connections_per_ip,
+                                per_subnet=self.connections_per_subnet, pending=self.handshakes_pending)
 
 
 _SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
@@ -84,7 +114,12 @@ _SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
                    "damping": ((int, float), "damping"), "trust_floor": ((int, float), "trust_floor")},
     "metrics": {"enabled": (bool, "metrics_enabled"), "port": (int, "metrics_port")},
     "policy": {"file": (str, "policy_file")},
+    "limits": {k: (int, k) for k in ("connections_total", "connections_strangers", "connections_per_peer",
+                                     "connections_per_ip", "connections_per_subnet", "handshakes_pending")},
 }
+# ConnectionLimits field -> its [limits] key, for error messages.
+_LIMIT_KEYS = {"total": "connections_total", "strangers": "connections_strangers", "per_peer": "connections_per_peer",
+               "per_ip": "connections_per_ip", "per_subnet": "connections_per_subnet", "pending": "handshakes_pending"}
 
 
 def parse_config(text: str, source: str = "config") -> Config:
@@ -129,6 +164,9 @@ def _check(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: reputation.anchors: {bad[0]!r} is not a peer ID")
     if not 1 <= cfg.metrics_port <= 65535:
         raise ConfigError(f"{source}: metrics.port must be 1-65535")
+    problem = cfg.connection_limits().check(_LIMIT_KEYS)
+    if problem:
+        raise ConfigError(f"{source}: limits.{problem}")
     if len(cfg.listen) > 16 or len(cfg.bootstrap) > 64:
         raise ConfigError(f"{source}: at most 16 listen and 64 bootstrap addresses")
 

@@ -34,6 +34,13 @@ class Metrics:
             "vouchnet_stream_failures_total", "Inbound streams ended by a failure (the node kept serving)",
             ["protocol", "error"], registry=r)
 
+        self.connections_refused = Counter(
+            "vouchnet_connections_refused_total", "Inbound connections refused by the [limits] (overlay.limits)",
+            ["reason"], registry=r)
+
+    def count_connection_refused(self, reason: str) -> None:
+        self.connections_refused.labels(reason).inc()
+
     def count_stream_failure(self, protocol: str, exc: BaseException) -> None:
         self.stream_failures.labels(protocol, type(exc).__name__).inc()
 

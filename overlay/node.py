@@ -22,8 +22,10 @@ from overlay.home import Home
 from overlay.host import parse_peer_multiaddr, running_host
 from overlay.framing import FrameWriter
 from overlay.local_discovery import LocalDiscovery
-from overlay.libp2p_compat import (WRITE_SIZE, connect_fresh, find_providers_early, forget_failed_dial,
-                                   rank_provider_records, whole_frames)
+from overlay.libp2p_compat import (WRITE_SIZE, connect_fresh, connection_config_for, find_providers_early,
+                                   forget_failed_dial, gate_inbound_connections, rank_provider_records,
+                                   resource_manager_for, whole_frames)
+from overlay.limits import ConnectionGate
 from overlay.metrics import Metrics
 from overlay.store import ContentStore
 from overlay.streams import close_quietly, receive, send
@@ -88,6 +90,7 @@ class Node:
         self.reputation.policy = self.policy  # gossip gates: relay_gossip, accept_attestation, accept_head
         self.peer_state: dict[str, PeerState] = {}
         self._global_streams = trio.Semaphore(self.limits.streams_total)
+        self.connection_gate = ConnectionGate(config.connection_limits())  # [limits], compat (t)
         self.host: Any = None
         self.dht: KadDHT | None = None
         self._tasks: trio.Nursery | None = None  # background work of the running node
@@ -98,9 +101,15 @@ class Node:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def run(self, ready: Callable[["Node"], None] | None = None) -> None:
+        conn_limits = self.connection_gate.limits
         async with running_host(self.identity.seed, self.listen, enable_mdns=self.config.mdns,
-                                on_stream_failure=self.metrics.count_stream_failure) as host:
+                                on_stream_failure=self.metrics.count_stream_failure,
+                                conn_config=connection_config_for(conn_limits),
+                                resource_manager=resource_manager_for(conn_limits)) as host:
             self.host = host
+            # compat (t): inbound connections by [limits], a share kept for trusted peers
+            gate_inbound_connections(host, self.connection_gate, self.trusted_peer,
+                                     self.metrics.count_connection_refused)
             self.policy.attach(host)  # inbound_connection: denied peers' connections are closed
             host.set_stream_handler(CONTENT_PROTOCOL, self._serve)
             self.dht = KadDHT(host, DHTMode.SERVER, strict_validation=True)
@@ -187,6 +196,16 @@ class Node:
         if rep.distrusted(peer):
             return None
         return rep.rep.trust_of(peer)[1] * (1.0 - rep.risk(peer))
+
+    def trusted_peer(self, peer: str) -> bool:
+        """May use the connections kept from strangers: an anchor, or trusted here and not distrusted."""
+        rep = self.reputation
+        if peer in rep.rep.anchors:
+            return True
+        if rep.distrusted(peer):
+            return False
+        local, glob = rep.rep.trust_of(peer)
+        return local > 0 or glob > 0
 
     def connected_peers(self) -> list[str]:
         return [str(p) for p in self.host.get_connected_peers()] if self.host else []

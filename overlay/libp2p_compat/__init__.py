@@ -24,9 +24,13 @@ Workarounds:
 (k) a DHT provider lookup answers only once it is over    -> :func:`find_providers_early`
 (m) an exception in any inbound stream stops the host     -> :func:`guard_inbound_streams`
 (s) DHT provider slots go first come, first served         -> :func:`rank_provider_records`
+(t) inbound connections go first come, first served, and a
+    closed one keeps its swarm slot for the node's life   -> :func:`gate_inbound_connections`,
+                                                             :func:`connection_config_for`,
+                                                             :func:`resource_manager_for`
 
 Each workaround lives in the submodule of the py-libp2p part it concerns (``logs``,
-``dialing``, ``pubsub``, ``yamux``, ``kad``, ``guard``); add a new one as a lettered section of the
+``dialing``, ``pubsub``, ``yamux``, ``kad``, ``guard``, ``connections``); add a new one as a lettered section of the
 module for its part (or a new module), and list it above. Importing this package first
 imports libp2p through (a), so logging is fixed before any other libp2p module loads.
 """
@@ -41,6 +45,12 @@ from overlay.libp2p_compat.dialing import (
     forget_failed_dial,
 )
 from overlay.libp2p_compat.guard import StreamFailure, guard_inbound_streams
+from overlay.libp2p_compat.connections import (
+    InboundHook,
+    connection_config_for,
+    gate_inbound_connections,
+    resource_manager_for,
+)
 from overlay.libp2p_compat.kad import ProviderRank, find_providers_early, rank_provider_records
 from overlay.libp2p_compat.pubsub import (
     Traffic,
@@ -68,4 +78,8 @@ __all__ = [
     "find_providers_early",
     "StreamFailure",
     "guard_inbound_streams",
+    "InboundHook",
+    "gate_inbound_connections",
+    "connection_config_for",
+    "resource_manager_for",
 ]
