@@ -36,11 +36,17 @@ def node_run(obj: Ctx, listen: tuple[str, ...], bootstrap: tuple[str, ...], conf
     """
     identity = obj.identity()
     cfg = load_config(config_file or obj.home.config_file)
-    import trio
+    from overlay.listen import ListenError, check_listen_addrs
+    try:
+        # Before anything is opened: a port another process holds is refused, not shared (H8).
+        check_listen_addrs(list(listen) or cfg.listen)
+        import trio
 
-    from overlay.node import Node, write_ready_line
-    n = Node(obj.home, identity, cfg, listen=list(listen) or None, bootstrap=list(bootstrap))
-    trio.run(n.run, write_ready_line)
+        from overlay.node import Node, write_ready_line
+        n = Node(obj.home, identity, cfg, listen=list(listen) or None, bootstrap=list(bootstrap))
+        trio.run(n.run, write_ready_line)
+    except ListenError as exc:
+        fail(str(exc), exc.exit_code)
     click.echo("node stopped", err=True)
 
 

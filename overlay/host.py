@@ -14,7 +14,17 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from overlay.libp2p_compat import StreamFailure, connection_config, disable_auto_dial, guard_inbound_streams, import_libp2p
+from overlay.libp2p_compat import (
+    StreamFailure,
+    connection_config,
+    disable_auto_dial,
+    exclusive_tcp_listeners,
+    guard_inbound_streams,
+    import_libp2p,
+    missing_listeners,
+    shared_listen_sockets,
+)
+from overlay.listen import ListenError, listen_error
 
 libp2p = import_libp2p()
 
@@ -43,6 +53,7 @@ __all__ = [
     "build_host",
     "running_host",
     "parse_peer_multiaddr",
+    "ListenError",
 ]
 
 SEED_SIZE = 32
@@ -120,6 +131,7 @@ def build_host(
         negotiate_timeout=negotiate_timeout,
         **new_host_kwargs,
     )
+    exclusive_tcp_listeners()  # (n): our listen ports are ours alone, never shared
     if not auto_dial:
         disable_auto_dial(host)
     guard_inbound_streams(host, on_stream_failure)
@@ -139,6 +151,10 @@ async def running_host(
     stopped (listeners and connections closed), then ``host.close()`` is called (shielded
     from cancellation, at most 5 s). An exception raised in the block comes out as itself,
     not inside the ExceptionGroups that py-libp2p's nurseries would wrap it in.
+
+    Raises :class:`~overlay.listen.ListenError` before yielding if any address could not be
+    listened on (py-libp2p would run on without it) or a listen socket would share its port
+    (libp2p_compat (n)).
     """
     addrs = [_multiaddr(a) for a in listen_addrs]
     host = build_host(seed, **build_kwargs)
@@ -146,6 +162,7 @@ async def running_host(
     try:
         try:
             async with host.run(listen_addrs=addrs):
+                _check_listening(host, addrs)
                 yield host
         except BaseExceptionGroup as group:
             # `host.run` wraps whatever the body raises in two trio nursery groups
@@ -165,6 +182,16 @@ async def running_host(
 
 
 _CLOSE_TIMEOUT = 5.0
+
+
+def _check_listening(host: IHost, addrs: Sequence[multiaddr.Multiaddr]) -> None:
+    missing = missing_listeners(host, list(addrs))
+    if missing:
+        raise listen_error(str(missing[0]))
+    shared = shared_listen_sockets(host)
+    if shared:  # (n) did not take: py-libp2p changed how it opens listen sockets
+        raise ListenError(f"refusing to listen on {shared[0]}: the socket would share its port (SO_REUSEPORT); "
+                          "re-check workaround (n) in overlay/libp2p_compat/tcp.py")
 
 
 def _sole_exception(group: BaseExceptionGroup) -> BaseException | None:

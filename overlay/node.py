@@ -101,6 +101,12 @@ class Node:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def run(self, ready: Callable[["Node"], None] | None = None) -> None:
+        try:
+            await self._run(ready)
+        finally:  # also when the host could not start (e.g. ListenError): store and ledger closed
+            self.close()
+
+    async def _run(self, ready: Callable[["Node"], None] | None) -> None:
         conn_limits = self.connection_gate.limits
         async with running_host(self.identity.seed, self.listen, enable_mdns=self.config.mdns,
                                 on_stream_failure=self.metrics.count_stream_failure,
@@ -130,7 +136,6 @@ class Node:
                     ready(self)
                 await self._stop.wait()
                 nursery.cancel_scope.cancel()
-        self.close()
 
     def close(self) -> None:
         self._flush_served()

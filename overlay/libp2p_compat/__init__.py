@@ -23,6 +23,11 @@ Workarounds:
                                                              :func:`whole_frames`
 (k) a DHT provider lookup answers only once it is over    -> :func:`find_providers_early`
 (m) an exception in any inbound stream stops the host     -> :func:`guard_inbound_streams`
+(n) TCP listen sockets set SO_REUSEPORT: any same-uid
+    process can share a node's port; a failed listen is
+    ignored and the host runs without it                   -> :func:`exclusive_tcp_listeners`,
+                                                             :func:`missing_listeners`,
+                                                             :func:`shared_listen_sockets`
 (s) DHT provider slots go first come, first served         -> :func:`rank_provider_records`
 (t) inbound connections go first come, first served, and a
     closed one keeps its swarm slot for the node's life   -> :func:`gate_inbound_connections`,
@@ -30,7 +35,7 @@ Workarounds:
                                                              :func:`resource_manager_for`
 
 Each workaround lives in the submodule of the py-libp2p part it concerns (``logs``,
-``dialing``, ``pubsub``, ``yamux``, ``kad``, ``guard``, ``connections``); add a new one as a lettered section of the
+``dialing``, ``pubsub``, ``yamux``, ``kad``, ``guard``, ``connections``, ``tcp``); add a new one as a lettered section of the
 module for its part (or a new module), and list it above. Importing this package first
 imports libp2p through (a), so logging is fixed before any other libp2p module loads.
 """
@@ -58,6 +63,7 @@ from overlay.libp2p_compat.pubsub import (
     safe_blacklist_teardown,
     size_pubsub_buffers,
 )
+from overlay.libp2p_compat.tcp import exclusive_tcp_listeners, missing_listeners, shared_listen_sockets
 from overlay.libp2p_compat.yamux import WRITE_SIZE, whole_frames, window_for_response
 
 __all__ = [
@@ -82,4 +88,7 @@ __all__ = [
     "gate_inbound_connections",
     "connection_config_for",
     "resource_manager_for",
+    "exclusive_tcp_listeners",
+    "missing_listeners",
+    "shared_listen_sockets",
 ]
