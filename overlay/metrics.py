@@ -34,6 +34,14 @@ class Metrics:
             "vouchnet_stream_failures_total", "Inbound streams ended by a failure (the node kept serving)",
             ["protocol", "error"], registry=r)
 
+        self.window_violations = Counter(
+            "vouchnet_window_violations_total",
+            "Connections closed for sending past the Yamux receive window or over the buffering limits",
+            ["reason"], registry=r)
+
+    def count_window_violation(self, reason: str) -> None:
+        self.window_violations.labels(reason).inc()
+
     def count_stream_failure(self, protocol: str, exc: BaseException) -> None:
         self.stream_failures.labels(protocol, type(exc).__name__).inc()
 

@@ -23,6 +23,8 @@ Workarounds:
                                                              :func:`whole_frames`
 (k) a DHT provider lookup answers only once it is over    -> :func:`find_providers_early`
 (m) an exception in any inbound stream stops the host     -> :func:`guard_inbound_streams`
+(o) a peer sending past the Yamux receive window is
+    buffered without limit                                 -> :func:`enforce_receive_windows`
 
 Each workaround lives in the submodule of the py-libp2p part it concerns (``logs``,
 ``dialing``, ``pubsub``, ``yamux``, ``kad``, ``guard``); add a new one as a lettered section of the
@@ -47,7 +49,15 @@ from overlay.libp2p_compat.pubsub import (
     safe_blacklist_teardown,
     size_pubsub_buffers,
 )
-from overlay.libp2p_compat.yamux import WRITE_SIZE, whole_frames, window_for_response
+from overlay.libp2p_compat.yamux import (
+    WRITE_SIZE,
+    OnWindowViolation,
+    ReceiveLimits,
+    WindowViolation,
+    enforce_receive_windows,
+    whole_frames,
+    window_for_response,
+)
 
 __all__ = [
     "import_libp2p",
@@ -65,4 +75,8 @@ __all__ = [
     "find_providers_early",
     "StreamFailure",
     "guard_inbound_streams",
+    "enforce_receive_windows",
+    "ReceiveLimits",
+    "WindowViolation",
+    "OnWindowViolation",
 ]
