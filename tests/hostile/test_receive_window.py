@@ -178,3 +178,58 @@ def test_fetching_node_drops_a_provider_flooding_past_the_window(cluster: Cluste
         assert stats["stopped"] != "budget spent" and f"disconnecting {attacker}" in fetcher.log(), stats
         wait_for(lambda: peer_row(fetcher, attacker).get("observations", {}).get("protocol_violation"),
                  "the attacker's violation recorded", timeout=30)
+
+
+async def fill_many_streams(ctx: AttackContext) -> None:
+    """Serving side, every window respected: open stream after stream, fill each one's 256 KiB
+    window and half-close it; the node never reads what its handlers did not ask for."""
+    from libp2p.stream_muxer.yamux.yamux import DEFAULT_WINDOW_SIZE
+
+    host = ctx.hosts[0]
+    ctx.report("peer", str(host.get_id()))
+    budget = [ctx.options["bytes"]]
+    opened = 0
+    why = "budget spent"
+    while budget[0] > 0:
+        try:
+            stream = await ctx.open(host, CONTENT)
+        except Exception as exc:  # the victim hung up
+            why = f"{type(exc).__name__}: {exc}"[:200]
+            break
+        opened += 1
+        fill = [min(budget[0], DEFAULT_WINDOW_SIZE)]
+        budget[0] -= fill[0]
+        _, why = await _flood(stream.muxed_stream, fill)
+        if why != "budget spent":
+            break
+        try:
+            await stream.close()  # frees the attacker's own stream slot; the data stays with the victim
+        except Exception as exc:
+            why = f"{type(exc).__name__}: {exc}"[:200]
+            break
+        if opened % 64 == 0:
+            ctx.report("opened", opened)
+    ctx.report("opened", opened)
+    ctx.report("sent", ctx.options["bytes"] - budget[0])
+    ctx.report("stopped", why)
+    await trio.sleep_forever()
+
+
+def test_serving_node_bounds_what_many_streams_buffer(cluster: Cluster, victim: NodeProc, tmp_path: Path):
+    item, src = share(victim, tmp_path, "content.bin", 1 << 20)
+    idle = rss(victim.proc.pid)
+    with start_attacker(victim.addr, "tests.hostile.test_receive_window:fill_many_streams",
+                        options={"bytes": FLOOD}, log_dir=tmp_path) as atk:
+        stats = wait_for(lambda: (s := atk.stats()).get("stopped") and s, "the attacker to be cut off or done",
+                         timeout=120)
+        grown = peak_rss(victim.proc.pid) - idle
+        print(f"victim RSS +{grown >> 20} MiB over idle {idle >> 20} MiB; attacker opened {stats['opened']} streams, "
+              f"sent {stats['sent']} bytes")
+        assert grown <= RSS_BOUND, f"victim RSS grew by {grown >> 20} MiB ({stats['opened']} streams)"
+        assert stats["stopped"] != "budget spent", stats
+        assert f"disconnecting {stats['peer']}" in victim.log()
+    assert victim.proc.poll() is None
+    honest = cluster.add("honest")
+    out = tmp_path / "out.bin"
+    res = honest.cli_json("fetch", item["cid"], "-o", str(out), "--from", victim.addr, timeout=90)
+    assert res["cid"] == item["cid"] and out.read_bytes() == src.read_bytes()
