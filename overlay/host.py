@@ -15,9 +15,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from overlay.libp2p_compat import (
+    OnWindowViolation,
     StreamFailure,
     connection_config,
     disable_auto_dial,
+    enforce_receive_windows,
     exclusive_tcp_listeners,
     guard_inbound_streams,
     import_libp2p,
@@ -84,6 +86,7 @@ def build_host(
     conn_config: ConnectionConfig | None = None,
     negotiate_timeout: int = 10,
     on_stream_failure: StreamFailure | None = None,
+    on_window_violation: OnWindowViolation | None = None,
     **new_host_kwargs: Any,
 ) -> IHost:
     """A py-libp2p host with the Ed25519 identity from ``seed`` and our fixed stack.
@@ -99,7 +102,10 @@ def build_host(
       addresses learnt from other peers).
 
     Every inbound stream, of every protocol, runs inside one guard (libp2p_compat (m)): a
-    failure ends that stream only and is reported to ``on_stream_failure``.
+    failure ends that stream only and is reported to ``on_stream_failure``. Every connection
+    whose peer sends past the Yamux receive window it was granted, or makes us buffer more
+    than a connection may, is closed and reported to ``on_window_violation`` (libp2p_compat
+    (o)).
 
     ``negotiate_timeout`` (seconds, libp2p default 30) bounds multistream-select protocol
     negotiation on new streams. ``enable_mdns`` is passed to libp2p as is (measured: its
@@ -135,6 +141,7 @@ def build_host(
     if not auto_dial:
         disable_auto_dial(host)
     guard_inbound_streams(host, on_stream_failure)
+    enforce_receive_windows(host, on_window_violation)
     return host
 
 

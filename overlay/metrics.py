@@ -38,8 +38,16 @@ class Metrics:
             "vouchnet_connections_refused_total", "Inbound connections refused by the [limits] (overlay.limits)",
             ["reason"], registry=r)
 
+        self.window_violations = Counter(
+            "vouchnet_window_violations_total",
+            "Connections closed for sending past the Yamux receive window or over the buffering limits",
+            ["reason"], registry=r)
+
     def count_connection_refused(self, reason: str) -> None:
         self.connections_refused.labels(reason).inc()
+
+    def count_window_violation(self, reason: str) -> None:
+        self.window_violations.labels(reason).inc()
 
     def count_stream_failure(self, protocol: str, exc: BaseException) -> None:
         self.stream_failures.labels(protocol, type(exc).__name__).inc()

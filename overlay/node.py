@@ -22,9 +22,9 @@ from overlay.home import Home
 from overlay.host import parse_peer_multiaddr, running_host
 from overlay.framing import FrameWriter
 from overlay.local_discovery import LocalDiscovery
-from overlay.libp2p_compat import (WRITE_SIZE, connect_fresh, connection_config_for, find_providers_early,
-                                   forget_failed_dial, gate_inbound_connections, rank_provider_records,
-                                   resource_manager_for, whole_frames)
+from overlay.libp2p_compat import (WRITE_SIZE, WindowViolation, connect_fresh, connection_config_for,
+                                   find_providers_early, forget_failed_dial, gate_inbound_connections,
+                                   rank_provider_records, resource_manager_for, whole_frames)
 from overlay.limits import ConnectionGate
 from overlay.metrics import Metrics
 from overlay.store import ContentStore
@@ -34,7 +34,7 @@ from trust.identity import Identity
 from trust.manifest import content_id_from_digest, parse_cid
 from overlay.reputation_service import ReputationService
 from overlay.policy_service import PolicyService
-from trust.observations import Kind, Observation
+from trust.observations import MAX_EVIDENCE, Kind, Observation
 
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT  # noqa: E402  (after overlay.host's import fix)
 from libp2p.peer.peerinfo import PeerInfo  # noqa: E402
@@ -111,7 +111,8 @@ class Node:
         async with running_host(self.identity.seed, self.listen, enable_mdns=self.config.mdns,
                                 on_stream_failure=self.metrics.count_stream_failure,
                                 conn_config=connection_config_for(conn_limits),
-                                resource_manager=resource_manager_for(conn_limits)) as host:
+                                resource_manager=resource_manager_for(conn_limits),
+                                on_window_violation=self._window_violation) as host:
             self.host = host
             # compat (t): inbound connections by [limits], a share kept for trusted peers
             gate_inbound_connections(host, self.connection_gate, self.trusted_peer,
@@ -256,6 +257,13 @@ class Node:
             if str(info.peer_id) != self.peer_id:
                 unique.setdefault(str(info.peer_id), info)
         return list(unique.values())
+
+    def _window_violation(self, v: WindowViolation) -> None:
+        """A connection closed by libp2p_compat (o): counted; recorded against the peer when it
+        broke the protocol (sent past its window), not when it only reached our own caps."""
+        self.metrics.count_window_violation(v.reason)
+        if v.proves_misbehaviour:
+            self.record(Observation(v.peer, Kind.PROTOCOL_VIOLATION, evidence=v.detail[:MAX_EVIDENCE]))
 
     def record(self, *obs: Observation) -> None:
         try:

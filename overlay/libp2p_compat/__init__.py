@@ -28,6 +28,8 @@ Workarounds:
     ignored and the host runs without it                   -> :func:`exclusive_tcp_listeners`,
                                                              :func:`missing_listeners`,
                                                              :func:`shared_listen_sockets`
+(o) a peer sending past the Yamux receive window is
+    buffered without limit                                 -> :func:`enforce_receive_windows`
 (s) DHT provider slots go first come, first served         -> :func:`rank_provider_records`
 (t) inbound connections go first come, first served, and a
     closed one keeps its swarm slot for the node's life   -> :func:`gate_inbound_connections`,
@@ -64,7 +66,15 @@ from overlay.libp2p_compat.pubsub import (
     size_pubsub_buffers,
 )
 from overlay.libp2p_compat.tcp import exclusive_tcp_listeners, missing_listeners, shared_listen_sockets
-from overlay.libp2p_compat.yamux import WRITE_SIZE, whole_frames, window_for_response
+from overlay.libp2p_compat.yamux import (
+    WRITE_SIZE,
+    OnWindowViolation,
+    ReceiveLimits,
+    WindowViolation,
+    enforce_receive_windows,
+    whole_frames,
+    window_for_response,
+)
 
 __all__ = [
     "import_libp2p",
@@ -91,4 +101,8 @@ __all__ = [
     "exclusive_tcp_listeners",
     "missing_listeners",
     "shared_listen_sockets",
+    "enforce_receive_windows",
+    "ReceiveLimits",
+    "WindowViolation",
+    "OnWindowViolation",
 ]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from libp2p.abc import IHost
@@ -126,10 +126,230 @@ _YAMUX_WINDOW_UPDATE, _YAMUX_HEADER, _YAMUX_DATA, _YAMUX_MAX_WINDOW, WRITE_SIZE 
 
 
 # ---------------------------------------------------------------------------------------
-# (k) [overlay.node] A DHT provider lookup returns nothing until it has searched everything.
-# KadDHT.find_providers (kad_dht/provider_store.py, find_providers) runs the iterative lookup
-# until it has `count` providers (we ask 20) or no candidate is left, querying ALPHA (10)
-# peers at a time and waiting up to QUERY_TIMEOUT (10 s) on each silent one. With fewer than
-# 20 holders it always runs to the end, and a caller's timeout cancels it with every provider
-# it had found lost. Each provider it finds is added to the local provider store on the way,
-# though, so: run the lookup, watch the store, and return once there are `enough` providers,
+# (o) [every connection] A peer sending past the receive window is buffered without limit.
+# Used only through :func:`enforce_receive_windows` (installed by overlay.host.build_host).
+#
+# Verified (paths relative to site-packages/libp2p):
+# - stream_muxer/yamux/yamux.py `Yamux.handle_incoming` appends every DATA payload to the
+#   stream's `stream_buffers[stream_id]` bytearray (lines 1311 SYN, 1427 ACK, 1542 DATA)
+#   and only then subtracts it from `recv_window`; when that goes negative it logs "peer
+#   exceeded receive window" and sets the window to 0 (lines 1313-1319, 1431-1438,
+#   1544-1551): the data stays buffered and the peer may go on. The only size check is one
+#   frame's length against MAX_WINDOW_SIZE = 16 MiB (line 1265). Measured on main: a
+#   serving node's RSS 198 -> 1,718 MB in 8 s, a fetching node's 2.2 GB in 12 s.
+# - Inbound streams are created for every SYN with no limit (line 1292; the backlog
+#   semaphore, line 880, counts only streams we open), each with a 256 KiB window (line 148):
+#   many streams within their windows add up as well.
+# - The reads under Yamux are bounded: a Noise message is at most 65535 bytes (2-byte length,
+#   security/noise/io.py lines 22-27) and `SecureSession.read(n)` (security/secure_session.py
+#   line 95) assembles at most the n bytes of the one Yamux frame being read (<= 16 MiB).
+# - stream_muxer/muxer_multistream.py `new_conn` builds `Yamux(...)` by name (line 143),
+#   ignoring the class given in `muxer_opt`, so a Yamux subclass would never be used.
+#
+# Fix: on each connection this host upgrades (its `MuxerMultistream.new_conn`), the stream
+# buffers check every payload before it is appended, as go-yamux does (a frame past the
+# window is a protocol error that ends the session): a payload longer than what is left of
+# the stream's receive window, more than `max_buffered` bytes buffered over all the
+# connection's streams, or more than `max_inbound_streams` open streams opened by the peer
+# ends the whole connection (GO_AWAY protocol error, then closed), logged with the peer ID
+# and reported to `on_violation`. Only the first is evidence of misbehaviour: a peer cannot
+# exceed a window without breaking the protocol, while the other two are our own caps.
+# Nothing past a violation is buffered. A frame is still read before it is refused, so at
+# most one frame (<= 16 MiB, line 1265) is in memory beyond the limits, for a moment.
+# ---------------------------------------------------------------------------------------
+import dataclasses  # noqa: E402 - (o) keeps its imports in its own section
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowViolation:
+    """A connection ended by (o): who, which limit ("window", "buffered" or "streams"), and how."""
+
+    peer: str
+    reason: str
+    detail: str
+
+    @property
+    def proves_misbehaviour(self) -> bool:
+        """Only sending past a granted window breaks the protocol; the other limits are ours."""
+        return self.reason == "window"
+
+
+OnWindowViolation = Callable[[WindowViolation], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class ReceiveLimits:
+    """What one connection may make us hold (see (o)); pure, so it is tested on its own.
+
+    The defaults are far above what an honest vouchnet peer needs (a fetch grants at most
+    ~4 MiB on each of 3 streams per provider) and bound a hostile one to 64 MiB: 256 streams
+    at the default 256 KiB window."""
+
+    max_buffered: int = 64 << 20
+    max_inbound_streams: int = 256
+
+    def check_data(self, stream_id: int, window: int | None, nbytes: int, buffered: int) -> tuple[str, str] | None:
+        """``nbytes`` arrived on ``stream_id`` with ``window`` bytes left of what we granted
+        (None: not a stream of ours) and ``buffered`` bytes unread on the connection already:
+        None if it may be buffered, else (reason, detail)."""
+        if window is not None and nbytes > window:
+            return "window", (f"yamux: {nbytes} bytes on stream {stream_id} with {max(window, 0)} bytes left of "
+                              f"its receive window ({nbytes - max(window, 0)} past it)")
+        if buffered + nbytes > self.max_buffered:
+            return "buffered", (f"yamux: {buffered + nbytes} bytes unread on one connection (limit "
+                                f"{self.max_buffered}); {nbytes} more on stream {stream_id}")
+        return None
+
+    def check_stream(self, stream_id: int, inbound_open: int) -> tuple[str, str] | None:
+        """The peer opens ``stream_id`` with ``inbound_open`` of its streams open already."""
+        if inbound_open >= self.max_inbound_streams:
+            return "streams", (f"yamux: stream {stream_id} opened with {inbound_open} streams of the peer's open "
+                               f"(limit {self.max_inbound_streams})")
+        return None
+
+
+class _Refused(Exception):
+    """Raised into py-libp2p's frame loop to refuse a payload or stream (see (o))."""
+
+
+class _ConnectionGuard:
+    """The per-connection state of (o): the limits, and the first violation seen."""
+
+    __slots__ = ("conn", "limits", "violation")
+
+    def __init__(self, conn: Any, limits: ReceiveLimits) -> None:
+        self.conn = conn
+        self.limits = limits
+        self.violation: WindowViolation | None = None
+
+    def _trip(self, found: tuple[str, str]) -> NoReturn:
+        if self.violation is None:
+            self.violation = WindowViolation(str(self.conn.peer_id), *found)
+        # py-libp2p's loop stops at the next frame; our `handle_incoming` wrapper closes.
+        self.conn.event_shutting_down.set()
+        raise _Refused(self.violation.detail)
+
+    def admit_data(self, stream_id: int, nbytes: int) -> None:
+        if self.violation is not None:
+            raise _Refused(self.violation.detail)
+        stream = self.conn.streams.get(stream_id)
+        window = stream.recv_window if stream is not None else None
+        buffered = sum(len(b) for b in self.conn.stream_buffers.values())
+        found = self.limits.check_data(stream_id, window, nbytes, buffered)
+        if found is not None:
+            self._trip(found)
+
+    def admit_stream(self, stream_id: int) -> None:
+        if self.violation is not None:
+            raise _Refused(self.violation.detail)
+        stream = self.conn.streams.get(stream_id)
+        if stream is None or stream.is_initiator:  # ours: not the peer's to count
+            return
+        inbound = sum(1 for s in self.conn.streams.values() if not s.is_initiator and s is not stream)
+        found = self.limits.check_stream(stream_id, inbound)
+        if found is not None:
+            self._trip(found)
+
+
+class _StreamBuffer(bytearray):
+    """A stream's receive buffer that takes a payload only if (o)'s limits allow it."""
+
+    __slots__ = ("_guard", "_stream_id")
+
+    def __init__(self, guard: _ConnectionGuard, stream_id: int, initial: bytes = b"") -> None:
+        super().__init__(initial)
+        self._guard = guard
+        self._stream_id = stream_id
+
+    def extend(self, data: Any) -> None:  # type: ignore[override]
+        self._guard.admit_data(self._stream_id, len(data))
+        super().extend(data)
+
+
+class _StreamBuffers(dict):  # type: ignore[type-arg]
+    """``Yamux.stream_buffers``: every new stream's buffer is a :class:`_StreamBuffer`."""
+
+    def __init__(self, guard: _ConnectionGuard, existing: dict[int, bytearray]) -> None:
+        super().__init__()
+        self._guard = guard
+        for sid, buf in existing.items():
+            dict.__setitem__(self, sid, _StreamBuffer(guard, sid, bytes(buf)))
+
+    def __setitem__(self, stream_id: int, value: bytearray) -> None:
+        if not isinstance(value, _StreamBuffer):
+            self._guard.admit_stream(stream_id)
+            value = _StreamBuffer(self._guard, stream_id, bytes(value))
+        super().__setitem__(stream_id, value)
+
+
+def enforce_receive_windows(host: IHost, on_violation: OnWindowViolation | None = None,
+                            limits: ReceiveLimits | None = None) -> None:
+    """End every connection of ``host`` whose peer sends past its receive window or over
+    ``limits`` (see (o)), reporting each to ``on_violation``; idempotent."""
+    muxers: Any = host.get_network().upgrader.muxer_multistream  # type: ignore[attr-defined]
+    new_conn = muxers.new_conn
+    if getattr(new_conn, "_vouchnet_windows", False):
+        return
+    _check_yamux_for_o()
+    chosen = limits or ReceiveLimits()
+
+    async def guarded_new_conn(conn: Any, peer_id: Any) -> Any:
+        muxed = await new_conn(conn, peer_id)
+        _guard_connection(muxed, chosen, on_violation)
+        return muxed
+
+    guarded_new_conn._vouchnet_windows = True  # type: ignore[attr-defined]
+    muxers.new_conn = guarded_new_conn
+
+
+def _check_yamux_for_o() -> None:
+    from libp2p.stream_muxer.yamux import yamux  # noqa: PLC0415
+
+    loop = yamux.Yamux.handle_incoming.__code__
+    ready = yamux.Yamux._handle_incoming_with_ready_signal.__code__
+    if ("stream_buffers" not in loop.co_names or "extend" not in loop.co_names or "recv_window" not in loop.co_names
+            or "handle_incoming" not in ready.co_names or not hasattr(yamux.Yamux, "_cleanup_on_error")):
+        raise RuntimeError("py-libp2p's Yamux changed: re-check workaround (o) in overlay/libp2p_compat/yamux.py")
+
+
+def _guard_connection(muxed: Any, limits: ReceiveLimits, on_violation: OnWindowViolation | None) -> None:
+    from libp2p.stream_muxer.yamux.yamux import Yamux  # noqa: PLC0415
+
+    if not isinstance(muxed, Yamux) or isinstance(muxed.stream_buffers, _StreamBuffers):
+        return
+    guard = _ConnectionGuard(muxed, limits)
+    muxed.stream_buffers = _StreamBuffers(guard, muxed.stream_buffers)
+    frame_loop = muxed.handle_incoming
+
+    async def handle_incoming() -> None:
+        try:
+            await frame_loop()
+        finally:
+            if guard.violation is not None:
+                await _end_connection(muxed, guard.violation, on_violation)
+
+    muxed.handle_incoming = handle_incoming  # read by `_handle_incoming_with_ready_signal`
+
+
+async def _end_connection(muxed: Any, violation: WindowViolation, on_violation: OnWindowViolation | None) -> None:
+    import trio  # noqa: PLC0415 - imported by libp2p already
+    from libp2p.stream_muxer.yamux.yamux import GO_AWAY_PROTOCOL_ERROR, TYPE_GO_AWAY  # noqa: PLC0415
+
+    _log_o.warning("disconnecting %s: it broke the receive window limits: %s", violation.peer, violation.detail)
+    if on_violation is not None:
+        try:
+            on_violation(violation)
+        except Exception:  # noqa: BLE001 - a hook must not keep the connection open
+            _log_o.exception("receive window violation hook failed")
+    with trio.CancelScope(shield=True):
+        if not muxed.event_closed.is_set():
+            with trio.move_on_after(1):  # a peer that does not read must not hold us here
+                try:
+                    await muxed._write_frame(struct.pack(_YAMUX_HEADER, 0, TYPE_GO_AWAY, 0, 0, GO_AWAY_PROTOCOL_ERROR))
+                except Exception:  # nosec B110 - best effort; the connection is closed next
+                    pass
+            with trio.move_on_after(5):
+                await muxed._cleanup_on_error()
+
+
+_log_o = logging.getLogger("vouchnet.streams")
