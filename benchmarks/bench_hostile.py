@@ -22,7 +22,7 @@ from pathlib import Path
 
 from benchmarks.common import Result
 from overlay.localnet import Cluster, NodeProc, wait_for
-from tests.hostile.attacks import ATTACKS, Attack, share
+from tests.hostile.attacks import ATTACKS, Attack, add_loopback_victim, share
 
 MiB = 1 << 20
 RSS_BUDGET_MIB = 256.0
@@ -110,7 +110,7 @@ def run(quick: bool = False) -> list[Result]:
     results: list[Result] = []
     root = Path(tempfile.mkdtemp(prefix="vouchnet-bench-hostile-"))
     with Cluster(root) as cluster:
-        victim = cluster.add("victim")
+        victim = add_loopback_victim(cluster)
         honest = cluster.add("honest")
         _fetch_seconds(victim, honest, root, 1 * MiB)  # warm up: connection, first trust
         idle_mib = rss_kib(victim.proc.pid) / 1024

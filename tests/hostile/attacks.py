@@ -7,14 +7,39 @@ attack added here is tested together with the others and measured."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from overlay.localnet import NodeProc
+from overlay.localnet import Cluster, NodeProc, init_home, start_node
 
 MiB = 1 << 20
+
+# Every attacker and honest peer of these tests dials from 127.0.0.1, where the per-IP and
+# per-subnet limits (H10) would refuse them before the layer under attack is reached.
+LOOPBACK_LIMITS = {"connections_per_ip": 256, "connections_per_subnet": 256}
+
+
+def set_limits(home: Path, limits: dict[str, int]) -> None:
+    """Rewrite keys of the [limits] section `vouchnet init` wrote in ``home``'s config."""
+    cfg = home / "config.toml"
+    text = cfg.read_text()
+    for key, value in limits.items():
+        text, n = re.subn(rf"(?m)^{key} = \d+$", f"{key} = {value}", text)
+        if n != 1:
+            raise AssertionError(f"config.toml has no single [limits] key {key!r}")
+    cfg.write_text(text)
+
+
+def add_loopback_victim(cluster: Cluster, name: str = "victim", *extra: str) -> NodeProc:
+    """A default node but for LOOPBACK_LIMITS, started in ``cluster``."""
+    home = init_home(cluster.root / name)
+    set_limits(home, LOOPBACK_LIMITS)
+    node = start_node(home, *extra)
+    cluster.nodes.append(node)
+    return node
 
 
 @dataclass

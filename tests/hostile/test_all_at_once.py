@@ -28,7 +28,8 @@ def rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def test_every_attack_at_once(cluster: Cluster, victim: NodeProc, tmp_path: Path):
+def test_every_attack_at_once(cluster: Cluster, loopback_victim: NodeProc, tmp_path: Path):
+    victim = loopback_victim
     honest = cluster.add("honest")
     idle = rss_kib(victim.proc.pid)
     with ExitStack() as stack:

@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 import pytest
 
 from overlay.localnet import init_home, run_cli, start_node
 from tests.hostile.attacker import AttackContext, start_attacker
+from tests.hostile.attacks import LOOPBACK_LIMITS, set_limits
 from tests.nodes import Cluster, NodeProc, wait_for
 
 pytestmark = pytest.mark.network
 
 SYBILS = 20
-# Every attacker host is on 127.0.0.1: the address limits are set out of the way here.
 LIMITS = {"connections_total": 12, "connections_strangers": 8, "connections_per_peer": 2,
-          "connections_per_ip": 64, "connections_per_subnet": 64, "handshakes_pending": 16}
+          "handshakes_pending": 16, **LOOPBACK_LIMITS}
 
 
 async def hold_and_redial(ctx: AttackContext) -> None:
@@ -94,11 +93,8 @@ def test_sybil_flood_cannot_take_the_connections_kept_for_an_anchor(cluster: Clu
     friend_home = init_home(tmp_path / "friend")
     victim_home = init_home(tmp_path / "victim")
     cfg = victim_home / "config.toml"
-    text = cfg.read_text().replace("anchors = []", f'anchors = ["{_peer_id(friend_home)}"]', 1)
-    for key, value in LIMITS.items():  # the [limits] section `vouchnet init` wrote
-        text, n = re.subn(rf"(?m)^{key} = \d+$", f"{key} = {value}", text)
-        assert n == 1, key
-    cfg.write_text(text)
+    cfg.write_text(cfg.read_text().replace("anchors = []", f'anchors = ["{_peer_id(friend_home)}"]', 1))
+    set_limits(victim_home, LIMITS)
     victim = start_node(victim_home)
     cluster.nodes.append(victim)
 

@@ -34,7 +34,8 @@ async def announce_as_provider(ctx: AttackContext) -> None:
     await trio.sleep_forever()  # the sybils stay up (and keep refusing content)
 
 
-def test_sybils_cannot_crowd_a_trusted_mirror_out_of_the_dht(cluster: Cluster, victim: NodeProc, tmp_path: Path):
+def test_sybils_cannot_crowd_a_trusted_mirror_out_of_the_dht(cluster: Cluster, loopback_victim: NodeProc, tmp_path: Path):
+    victim = loopback_victim
     from overlay.node import dht_key
     from trust.manifest import parse_cid
 
