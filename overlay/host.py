@@ -24,6 +24,7 @@ from overlay.libp2p_compat import (
     guard_inbound_streams,
     import_libp2p,
     missing_listeners,
+    redial_closed_connections,
     shared_listen_sockets,
 )
 from overlay.listen import ListenError, listen_error
@@ -142,6 +143,7 @@ def build_host(
         disable_auto_dial(host)
     guard_inbound_streams(host, on_stream_failure)
     enforce_receive_windows(host, on_window_violation)
+    redial_closed_connections(host)  # (u)
     return host
 
 

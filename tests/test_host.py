@@ -288,6 +288,34 @@ def test_stale_address_and_negative_cache_workarounds():
 
 
 @pytest.mark.network
+def test_peer_whose_connections_closed_is_redialled():
+    """Compat (u): a connection that reports closed but whose swarm clean-up has not run yet
+    (CI under load: Yamux's close can take seconds) made every new stream to that peer fail
+    with "No valid connections available"; the stream is now opened on a fresh dial."""
+
+    async def main():
+        async with running_host(SEED_A, LOCAL) as a, running_host(SEED_B, LOCAL) as b:
+            a.set_stream_handler(PROTO, echo_handler)
+            info = parse_peer_multiaddr(str(a.get_addrs()[0]))
+            await b.connect(info)
+            swarm = b.get_network()
+            (stale,) = swarm.get_connections(info.peer_id)
+            stale.event_closed.set()  # what SwarmConn.close() does first ...
+            await stale.muxed_conn.close()  # ... and its clean-up (remove_conn) comes later
+            assert swarm.get_connections(info.peer_id) == [stale]
+
+            with pytest.raises(SwarmException, match="No valid connections"):
+                await type(swarm).new_stream(swarm, info.peer_id)  # py-libp2p's own method
+            stream = await b.new_stream(info.peer_id, [PROTO])
+            await write_frame(stream, b"again")
+            assert await read_frame(stream, 1 << 16) == b"niaga"
+            await stream.close()
+            assert stale not in swarm.get_connections(info.peer_id)
+
+    run(main)
+
+
+@pytest.mark.network
 def test_no_auto_dial_unless_asked():
     """Compat (f): a peer address in the peerstore is not dialed by itself; with
     auto_dial=True (py-libp2p's behaviour) it is, which shows the check can fail."""

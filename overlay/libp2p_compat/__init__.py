@@ -35,6 +35,8 @@ Workarounds:
     closed one keeps its swarm slot for the node's life   -> :func:`gate_inbound_connections`,
                                                              :func:`connection_config_for`,
                                                              :func:`resource_manager_for`
+(u) a peer whose connections all closed is not redialled
+    until the swarm's own clean-up has run                -> :func:`redial_closed_connections`
 
 Each workaround lives in the submodule of the py-libp2p part it concerns (``logs``,
 ``dialing``, ``pubsub``, ``yamux``, ``kad``, ``guard``, ``connections``, ``tcp``); add a new one as a lettered section of the
@@ -50,6 +52,7 @@ from overlay.libp2p_compat.dialing import (
     connection_config,
     disable_auto_dial,
     forget_failed_dial,
+    redial_closed_connections,
 )
 from overlay.libp2p_compat.guard import StreamFailure, guard_inbound_streams
 from overlay.libp2p_compat.connections import (
@@ -84,6 +87,7 @@ __all__ = [
     "forget_failed_dial",
     "connect_fresh",
     "disable_auto_dial",
+    "redial_closed_connections",
     "size_pubsub_buffers",
     "safe_blacklist_teardown",
     "count_pubsub_traffic",

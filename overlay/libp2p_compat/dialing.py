@@ -1,4 +1,4 @@
-"""Workarounds (b), (c), (d), (f): dialing and connections. See the package docstring."""
+"""Workarounds (b), (c), (d), (f), (u): dialing and connections. See the package docstring."""
 from __future__ import annotations
 
 import logging
@@ -107,3 +107,49 @@ def disable_auto_dial(host: IHost) -> None:
     connector.maybe_connect = _no_auto_dial
 
 
+
+
+# ---------------------------------------------------------------------------------------
+# (u) A peer whose connections have all closed cannot be reached again until the swarm's
+#     own clean-up of them has run.
+#
+# Verified: libp2p/network/swarm.py `Swarm.new_stream` (line 1554) only dials when
+# `get_connections(peer_id)` is empty (line 1586); a closed `SwarmConn` stays in
+# `swarm.connections` until its own clean-up task calls `remove_conn` (line 2925), which
+# under load runs well after the muxer reports `is_closed`. Meanwhile `new_stream` filters
+# the closed ones out and raises `SwarmException("No valid connections available ...")`
+# (line 1595, or "No ready connections ..." at 1605/1626) instead of dialling: seen in CI as
+# a provider dropped "unreachable" after three such failures. Fix: on exactly those errors,
+# remove the peer's closed connections (what the clean-up would do; `remove_conn` is
+# idempotent, its resource-manager release a set discard) and try once more, which dials.
+# ---------------------------------------------------------------------------------------
+_NO_LIVE_CONNECTION = ("No valid connections available", "No ready connections available",
+                       "Failed to get a valid connection")
+
+
+def redial_closed_connections(host: IHost) -> None:
+    """Make ``host.new_stream`` dial a peer whose only connections have closed (see (u))."""
+    from libp2p.network.exceptions import SwarmException
+
+    swarm = host.get_network()
+    original = swarm.new_stream
+    if getattr(original, "_vouchnet_redials", False):
+        return
+
+    async def new_stream(peer_id: ID) -> Any:
+        try:
+            return await original(peer_id)
+        except SwarmException as exc:
+            if not str(exc).startswith(_NO_LIVE_CONNECTION):
+                raise
+            closed = [c for c in swarm.get_connections(peer_id) if c.is_closed]
+            if not closed:
+                raise
+            for conn in closed:
+                swarm.remove_conn(conn)
+            logging.getLogger(__name__).debug("dropped %d closed connection(s) to %s; redialling",
+                                              len(closed), peer_id)
+            return await original(peer_id)
+
+    new_stream._vouchnet_redials = True  # type: ignore[attr-defined]
+    swarm.new_stream = new_stream
