@@ -111,6 +111,9 @@ async def _handle(stream: Any, handlers: dict[str, Handler]) -> None:
             return
         try:
             req = json.loads(line)
+        except RecursionError:  # json nests by recursion: a deep "[[[[..." is hostile, not a bug here
+            await send({"ok": False, "error": "request is nested too deeply"})
+            return
         except ValueError:
             await send({"ok": False, "error": "request is not a JSON object"})
             return

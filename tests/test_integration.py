@@ -577,6 +577,12 @@ def test_control_socket(net: Net, tmp_path: Path):
         lines = _raw_control(sock, data, shut)
         assert len(lines) == 1 and lines[0]["ok"] is False and lines[0]["error"], (data[:40], lines)
 
+    # Nested past the JSON decoder's recursion limit, inside the size limit: a one-line answer,
+    # not "internal error" and a traceback in the node's log (issue 10, finding 9).
+    (deep,) = _raw_control(sock, b"[" * 60_000 + b"\n")
+    assert deep == {"ok": False, "error": "request is nested too deeply"}
+    assert "RecursionError" not in net.p.log()
+
     assert net.p.proc.poll() is None
     st = net.p.cli_json("status")
     assert st["peer_id"] == net.p.peer_id
