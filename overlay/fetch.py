@@ -7,7 +7,8 @@ a bad chunk or breaks the protocol is dropped for this fetch and recorded with t
 stalled or slow one loses its batch to another provider (and is dropped after two strikes);
 when the queue runs dry, idle providers duplicate batches still in flight elsewhere (endgame),
 so one slow peer cannot hold the fetch back. A provider that answers BUSY keeps its place:
-the batch goes back to the queue and that worker backs off before asking again.
+the batch goes back to the queue and that worker backs off before asking again; BUSY or a
+transient failure on the manifest request is retried the same way, round after round.
 
 Providers the local policy refuses (outbound_dial for named ones, choose_provider for all) are
 skipped and reported with the rule that refused them; the fetch fails on policy grounds only
@@ -52,6 +53,7 @@ RECORD_EVERY = 4          # verified chunks noted in the store together
 BUSY_BACKOFF = 0.05       # seconds before retrying a provider that answered BUSY, doubling per answer in a row
 BUSY_BACKOFF_MAX = 2.0
 MAX_BUSY = 10             # BUSY answers in a row (no batch served in between) before a provider is dropped
+MANIFEST_ROUNDS = 8       # rounds over the providers left for the manifest (back-off 0.1 s doubling to 2 s: ~7 s)
 
 
 class FetchError(VouchnetError):
@@ -236,31 +238,50 @@ class Fetch:
     # -- manifest ----------------------------------------------------------------------------
 
     async def _get_manifest(self) -> bytes:
-        refused: list[str] = []  # providers' ERROR answers (not found, denied, busy), for the error message
-        for peer in list(self.candidates):
-            try:
-                signed = await self._ask_manifest(peer)
-            except trio.TooSlowError:
-                self._drop(peer, Kind.TIMEOUT, "no manifest answer in time")
-                continue
-            except (protocol.ProtocolViolation, DecodeError) as exc:
-                self._drop(peer, Kind.PROTOCOL_VIOLATION, f"manifest exchange: {exc}")
-                continue
-            except _NotProvider as exc:
-                refused.append(f"{peer}: {exc}")
-                continue
-            except Exception as exc:  # connection refused, reset: not evidence of malice
-                log.info("manifest request to %s failed: %s", peer, exc)
-                continue
-            try:
-                _, manifest = open_manifest(signed, self.cid)
-            except (DecodeError, SignatureError) as exc:
-                self._drop(peer, Kind.MANIFEST_INVALID, f"{exc}")
-                continue
-            gate = getattr(self.node, "policy", None)
-            if gate is not None:  # accept_content: PolicyDenied ends the fetch before anything is stored
-                gate.check_content(peer, manifest)
-            return signed
+        """Ask the providers in order for the signed manifest. A BUSY answer or a transient
+        failure (reset, refused connection) keeps the provider for another round, after a
+        back-off; only a proven fault or a timeout drops it, and NOT_FOUND/DENIED end its turn."""
+        refused: list[str] = []  # providers' final ERROR answers (not found, denied), for the error message
+        waiting = list(self.candidates)
+        busy_note: dict[str, str] = {}
+        for round_ in range(MANIFEST_ROUNDS):
+            again: list[str] = []
+            for peer in waiting:
+                try:
+                    signed = await self._ask_manifest(peer)
+                except trio.TooSlowError:
+                    self._drop(peer, Kind.TIMEOUT, "no manifest answer in time")
+                    continue
+                except (protocol.ProtocolViolation, DecodeError) as exc:
+                    self._drop(peer, Kind.PROTOCOL_VIOLATION, f"manifest exchange: {exc}")
+                    continue
+                except _Busy as exc:
+                    busy_note[peer] = f"busy: {exc}"
+                    again.append(peer)
+                    continue
+                except _NotProvider as exc:
+                    refused.append(f"{peer}: {exc}")
+                    continue
+                except Exception as exc:  # connection refused, reset: not evidence of malice
+                    log.info("manifest request to %s failed: %s", peer, exc)
+                    busy_note[peer] = f"unreachable: {exc}"
+                    again.append(peer)
+                    continue
+                try:
+                    _, manifest = open_manifest(signed, self.cid)
+                except (DecodeError, SignatureError) as exc:
+                    self._drop(peer, Kind.MANIFEST_INVALID, f"{exc}")
+                    continue
+                gate = getattr(self.node, "policy", None)
+                if gate is not None:  # accept_content: PolicyDenied ends the fetch before anything is stored
+                    gate.check_content(peer, manifest)
+                return signed
+            if not again:
+                break
+            waiting = again
+            if round_ + 1 < MANIFEST_ROUNDS:
+                await trio.sleep(min(BUSY_BACKOFF * 2 ** (round_ + 1), BUSY_BACKOFF_MAX))
+        refused += [f"{p}: {busy_note[p]}" for p in waiting if p in busy_note]
         raise FetchError(f"no provider gave a valid manifest for {self.cid} "
                          f"(asked {len(self.candidates)} peer{'s' if len(self.candidates) != 1 else ''}"
                          + (f"; refused by {'; '.join(refused[:4])})" if refused else ")") + self._refused_note())
@@ -276,7 +297,7 @@ class Fetch:
                 if isinstance(ev, protocol.ManifestReceived):
                     return ev.signed
                 if isinstance(ev, protocol.RemoteError):
-                    raise _NotProvider(ev.message)
+                    raise (_Busy if ev.code == protocol.ErrorCode.BUSY else _NotProvider)(ev.message)
         finally:
             await close_quietly(stream)
 
