@@ -85,6 +85,14 @@ def status(obj: Ctx, as_json: bool) -> None:
                    f"per subnet {use['max_per_subnet']}/{lim['per_subnet']}")
         refused = ", ".join(f"{k} {v}" for k, v in conns["refused"].items() if v) or "none"
         click.echo(f"refused:    {refused}")
+    streams = info.get("streams")
+    if streams:  # [limits]: content requests being answered / waiting for their request
+        lim, use = streams["limits"], streams["in_use"]
+        click.echo(f"requests:   {use['serving']}/{lim['total']} answered ({use['strangers']}/{lim['strangers']} "
+                   f"strangers, {use['trusted']} trusted), {use['pending']}/{lim['pending']} arriving, "
+                   f"per peer {lim['per_peer']}")
+        refused = ", ".join(f"{k} {v}" for k, v in streams["refused"].items() if v) or "none"
+        click.echo(f"refused:    {refused}")
 
 
 @main.command()

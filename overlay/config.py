@@ -10,6 +10,7 @@ from trust.errors import ConfigError
 from trust.peerid import is_peer_id
 from trust.manifest import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
 from overlay.limits import ConnectionLimits
+from overlay.stream_limits import StreamLimits
 
 MAX_CONFIG_BYTES = 256 * 1024
 
@@ -62,6 +63,13 @@ connections_per_ip = 8
 connections_per_subnet = 32
 # Inbound connections still in the Noise + Yamux handshake.
 handshakes_pending = 64
+# Content requests answered at once; strangers may hold at most streams_strangers of them,
+# the rest is kept for anchors and trusted peers. (Per peer: node.streams_per_peer.)
+streams_total = 64
+streams_strangers = 48
+# Streams whose request is still arriving (each gets 2 s to send it; a slow sender holds one of
+# these, never a serving slot).
+requests_pending = 256
 
 [metrics]
 # Prometheus /metrics endpoint, bound to 127.0.0.1 only.
@@ -98,11 +106,18 @@ class Config:
     connections_per_ip: int = 8
     connections_per_subnet: int = 32
     handshakes_pending: int = 64
+    streams_total: int = 64
+    streams_strangers: int = 48
+    requests_pending: int = 256
 
     def connection_limits(self) -> ConnectionLimits:
         return ConnectionLimits(total=self.connections_total, strangers=self.connections_strangers,
                                 per_peer=self.connections_per_peer, per_ip=self.connections_per_ip,
                                 per_subnet=self.connections_per_subnet, pending=self.handshakes_pending)
+
+    def stream_limits(self) -> StreamLimits:
+        return StreamLimits(total=self.streams_total, strangers=self.streams_strangers,
+                            pending=self.requests_pending, per_peer=self.streams_per_peer)
 
 
 _SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
@@ -115,11 +130,14 @@ _SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
     "metrics": {"enabled": (bool, "metrics_enabled"), "port": (int, "metrics_port")},
     "policy": {"file": (str, "policy_file")},
     "limits": {k: (int, k) for k in ("connections_total", "connections_strangers", "connections_per_peer",
-                                     "connections_per_ip", "connections_per_subnet", "handshakes_pending")},
+                                     "connections_per_ip", "connections_per_subnet", "handshakes_pending",
+                                     "streams_total", "streams_strangers", "requests_pending")},
 }
 # ConnectionLimits field -> its [limits] key, for error messages.
 _LIMIT_KEYS = {"total": "connections_total", "strangers": "connections_strangers", "per_peer": "connections_per_peer",
                "per_ip": "connections_per_ip", "per_subnet": "connections_per_subnet", "pending": "handshakes_pending"}
+_STREAM_KEYS = {"total": "streams_total", "strangers": "streams_strangers", "pending": "requests_pending",
+                "per_peer": "node.streams_per_peer"}
 
 
 def parse_config(text: str, source: str = "config") -> Config:
@@ -167,6 +185,9 @@ def _check(cfg: Config, source: str) -> None:
     problem = cfg.connection_limits().check(_LIMIT_KEYS)
     if problem:
         raise ConfigError(f"{source}: limits.{problem}")
+    problem = cfg.stream_limits().check(_STREAM_KEYS)
+    if problem:
+        raise ConfigError(f"{source}: {'' if problem.startswith('node.') else 'limits.'}{problem}")
     if len(cfg.listen) > 16 or len(cfg.bootstrap) > 64:
         raise ConfigError(f"{source}: at most 16 listen and 64 bootstrap addresses")
 

@@ -38,6 +38,10 @@ class Metrics:
             "vouchnet_connections_refused_total", "Inbound connections refused by the [limits] (overlay.limits)",
             ["reason"], registry=r)
 
+        self.streams_refused = Counter(
+            "vouchnet_streams_refused_total", "Inbound content streams refused by the [limits] (overlay.stream_limits)",
+            ["reason"], registry=r)
+
         self.window_violations = Counter(
             "vouchnet_window_violations_total",
             "Connections closed for sending past the Yamux receive window or over the buffering limits",

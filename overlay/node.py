@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import trio
@@ -26,9 +26,10 @@ from overlay.libp2p_compat import (WRITE_SIZE, WindowViolation, connect_fresh, c
                                    find_providers_early, forget_failed_dial, gate_inbound_connections,
                                    rank_provider_records, resource_manager_for, whole_frames)
 from overlay.limits import ConnectionGate
+from overlay.stream_limits import StreamGate
 from overlay.metrics import Metrics
 from overlay.store import ContentStore
-from overlay.streams import close_quietly, receive, send
+from overlay.streams import close_quietly, receive, reset_quietly, send
 from trust.errors import DecodeError, StoreError, VouchnetError
 from trust.identity import Identity
 from trust.manifest import content_id_from_digest, parse_cid
@@ -54,16 +55,16 @@ def dht_key(digest: bytes) -> str:
 @dataclass
 class Limits:
     streams_per_peer: int = 4
-    streams_total: int = 64
     request_timeout: float = 10.0  # whole request, server side
     frame_timeout: float = 10.0    # one frame, client side: a stall is detected this fast
     dht_timeout: float = 5.0
+    # A request is one frame of at most protocol.MAX_REQUEST bytes, written at once by an honest
+    # client: a stream that takes longer to send it is a slow sender (slowloris), not a slow link.
+    request_read_timeout: float = 2.0
 
 
 @dataclass
 class PeerState:
-    active_streams: int = 0
-    served_bytes: int = 0
     # A peer's chunk requests are answered one after another in arrival order (trio.Lock is
     # fair): a pipelining client gets each answer whole rather than all of them interleaved,
     # so its next request is queued here while the current one is still being sent.
@@ -89,7 +90,7 @@ class Node:
         self.policy = PolicyService.for_node(home.path, config, self.reputation)  # ConfigError if invalid
         self.reputation.policy = self.policy  # gossip gates: relay_gossip, accept_attestation, accept_head
         self.peer_state: dict[str, PeerState] = {}
-        self._global_streams = trio.Semaphore(self.limits.streams_total)
+        self.stream_gate = StreamGate(replace(config.stream_limits(), per_peer=self.limits.streams_per_peer))
         self.connection_gate = ConnectionGate(config.connection_limits())  # [limits], compat (t)
         self.host: Any = None
         self.dht: KadDHT | None = None
@@ -274,30 +275,35 @@ class Node:
     # -- serving -----------------------------------------------------------------------------
 
     async def _serve(self, stream) -> None:
+        """One inbound content stream: its request must arrive within request_read_timeout
+        holding only a pending slot; answering it takes a serving slot (strangers a share)."""
         peer = str(stream.muxed_conn.peer_id)
-        state = self.peer_state.setdefault(peer, PeerState())
-        if state.active_streams >= self.limits.streams_per_peer:
-            await self._refuse(stream, protocol.ErrorCode.BUSY, "too many concurrent requests")
+        ticket = self.stream_gate.open(peer)
+        if isinstance(ticket, str):
+            self.metrics.streams_refused.labels(ticket).inc()
+            await self._refuse(stream, protocol.ErrorCode.BUSY, f"node is busy ({ticket.replace('_', ' ')} limit)")
             return
-        state.active_streams += 1
         t0 = time.perf_counter()
         kind = "unknown"
         try:
-            try:
-                self._global_streams.acquire_nowait()
-            except trio.WouldBlock:
-                await self._refuse(stream, protocol.ErrorCode.BUSY, "node is busy")
+            request = await self._read_request(stream, peer)
+            if request is None:
+                kind = "empty"
                 return
-            try:
-                with trio.move_on_after(self.limits.request_timeout) as scope:
-                    kind = await self._serve_one(stream, peer)
-                if scope.cancelled_caught:
-                    self.record(Observation(peer, Kind.TIMEOUT, evidence="request not completed in time (serving)"))
-                    self.metrics.requests.labels(kind, "timeout").inc()
-            finally:
-                self._global_streams.release()
+            reason = self.stream_gate.serve(ticket, self.trusted_peer(peer))
+            if reason is not None:
+                self.metrics.streams_refused.labels(reason).inc()
+                await self._refuse(stream, protocol.ErrorCode.BUSY, f"node is busy ({reason} limit)")
+                return
+            with trio.move_on_after(self.limits.request_timeout) as scope:
+                kind = await self._answer(stream, peer, request)
+            if scope.cancelled_caught:
+                self.record(Observation(peer, Kind.TIMEOUT, evidence="request not completed in time (serving)"))
+                self.metrics.requests.labels(kind, "timeout").inc()
         finally:
-            state.active_streams -= 1
+            self.stream_gate.close(ticket)
+            if not self.stream_gate.streams_of(peer):
+                self.peer_state.pop(peer, None)  # kept only while the peer has streams: sybils can't grow it
             self.metrics.request_seconds.observe(time.perf_counter() - t0)
             await close_quietly(stream)
 
@@ -309,17 +315,27 @@ class Node:
                 pass
         await close_quietly(stream)
 
-    async def _serve_one(self, stream, peer: str) -> str:
+    async def _read_request(self, stream, peer: str) -> Any:
+        """The stream's request, or None (EOF, too slow, malformed: answered and recorded here)."""
         try:
-            payload = await receive(stream, self.limits.request_timeout, limit=protocol.MAX_REQUEST)
+            payload = await receive(stream, self.limits.request_read_timeout, limit=protocol.MAX_REQUEST)
             if payload is None:
-                return "empty"
-            request = protocol.ServerExchange().receive_request(payload)
+                return None
+            return protocol.ServerExchange().receive_request(payload)
+        except trio.TooSlowError:
+            self.metrics.requests.labels("slow", "refused").inc()
+            self.record(Observation(peer, Kind.TIMEOUT, evidence=(
+                f"request not sent within {self.limits.request_read_timeout:g} s (serving)")))
+            await self._refuse(stream, protocol.ErrorCode.BAD_REQUEST, "request not sent in time")
+            await reset_quietly(stream)  # what it still sends would sit in our buffers unread
+            return None
         except DecodeError as exc:
             self.record(Observation(peer, Kind.PROTOCOL_VIOLATION, evidence=f"bad request: {exc}"))
             self.metrics.requests.labels("invalid", "refused").inc()
             await self._refuse(stream, protocol.ErrorCode.BAD_REQUEST, str(exc))
-            return "invalid"
+            return None
+
+    async def _answer(self, stream, peer: str, request: Any) -> str:
         # serve_request: DENIED, or BUSY over a LIMIT after waiting briefly for its tokens
         refusal = await self.policy.serve_refusal(peer, stream, request, self.store, self.limits.request_timeout / 2)
         if refusal is not None:
@@ -348,7 +364,7 @@ class Node:
             return "chunks"
         served = 0
         out = FrameWriter(whole_frames(stream), protocol.MAX_MESSAGE, WRITE_SIZE)
-        async with self.peer_state[peer].sending:
+        async with self.peer_state.setdefault(peer, PeerState()).sending:
             for index in range(request.start, end):
                 try:
                     data, proof = self.store.read_chunk(cid, index)

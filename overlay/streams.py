@@ -37,3 +37,11 @@ async def close_quietly(stream) -> None:
             await stream.close()
         except Exception:  # nosec B110 - the peer may already have reset the stream
             pass
+
+
+async def reset_quietly(stream) -> None:
+    with trio.move_on_after(1):
+        try:
+            await stream.reset()
+        except Exception:  # nosec B110 - already reset or closed by the peer
+            pass
