@@ -75,4 +75,7 @@ ATTACKS: list[Attack] = [
            _unread_options, lambda st: bool(st.get("sent"))),
     Attack("DHT provider sybils (40 ids)", "tests.hostile.test_dht_providers:announce_as_provider", 40,
            _dht_options, lambda st: bool(st.get("announced"))),
+    Attack("slow requests (16 ids x 4 streams, a byte a second)", "tests.hostile.test_slow_requests:trickle_requests",
+           16, lambda victim, root: {"cid": share(victim, root, 200_000)["cid"]},
+           lambda st: (st.get("peak") or 0) >= 64),
 ]
