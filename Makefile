@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m overlay.demo
+	$(BIN)/python -m overlay.lab.demo
 
 test: $(STAMP)
 	$(BIN)/bandit -q -ll -r trust policy overlay

@@ -7,7 +7,7 @@
    verified chunk written; connecting and the DHT lookup come before it, exporting the file
    after it); the CLI's end-to-end wall time is given in the detail.
 2. The same file through py-libp2p's own Bitswap + MerkleDag (256 KiB raw leaves, the provider
-   in its own process, the client in this one; both hosts built by ``overlay.host.build_host``).
+   in its own process, the client in this one; both hosts built by ``overlay.net.host.build_host``).
 3. Three providers (the publisher plus two nodes that fetched the file from it) vs one, both on
    that same 4-node network, interleaved; with the CPU each node process used in the transfer.
 4. Node start (process start to its ``listening on`` line, vs a bare py-libp2p host process
@@ -195,7 +195,7 @@ async def _bitswap_serve_main(path: str) -> None:
     from libp2p.bitswap import BitswapClient
     from libp2p.bitswap.dag import MerkleDag
 
-    from overlay.host import running_host
+    from overlay.net.host import running_host
 
     async with running_host(os.urandom(32), [LISTEN]) as host, trio.open_nursery() as nursery:
         bitswap = BitswapClient(host)
@@ -214,7 +214,7 @@ def _bitswap_fetch_seconds(addr: str, root_hex: str, want_sha: str) -> float:
     from libp2p.bitswap import BitswapClient
     from libp2p.bitswap.dag import MerkleDag
 
-    from overlay.host import parse_peer_multiaddr, running_host
+    from overlay.net.host import parse_peer_multiaddr, running_host
 
     info = parse_peer_multiaddr(addr)
 
@@ -246,7 +246,7 @@ async def _peers_main(n: int, addr: str) -> None:
 
     import trio
 
-    from overlay.host import parse_peer_multiaddr, running_host
+    from overlay.net.host import parse_peer_multiaddr, running_host
 
     info = parse_peer_multiaddr(addr)
     async with contextlib.AsyncExitStack() as stack:
@@ -269,7 +269,7 @@ def _node_start_main(home: str) -> None:
 
     from overlay.config import load_config
     from overlay.home import Home
-    from overlay.node import Node
+    from overlay.node.daemon import Node
     from trust import keyfile
     t1 = time.perf_counter()
     h = Home(Path(home))
@@ -315,7 +315,7 @@ def _fetch_transfer(home: Path, cid: str, providers: list[_Node], k: int, nodes:
                     want: str) -> _Transfer:
     """Fetch ``cid`` from the first ``k`` of ``providers`` into a fresh client node; CPU use of
     every node process between the first and the last progress event (the chunk transfer)."""
-    from overlay import control
+    from overlay.node import control
     _init(home)
     if k < len(providers):  # else it finds the others on the DHT and uses them
         refused = ", ".join(f'"{n.peer_id}"' for n in providers[k:])

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import Result
-from overlay.localnet import Cluster, NodeProc, wait_for
+from overlay.lab.localnet import Cluster, NodeProc, wait_for
 from tests.hostile.attacks import ATTACKS, Attack, add_loopback_victim, share
 
 MiB = 1 << 20

@@ -1,6 +1,6 @@
 """Baseline: how fast one plain py-libp2p stream moves bytes over vouchnet's host stack.
 
-Two hosts built by ``overlay.host.build_host`` (TCP + Noise + Yamux) on 127.0.0.1; the
+Two hosts built by ``overlay.net.host.build_host`` (TCP + Noise + Yamux) on 127.0.0.1; the
 client opens a stream on a bench protocol, asks for N bytes, and the server writes them
 and closes. Timed from opening the stream to the last byte received (the connection is
 set up beforehand, as a fetch would normally reuse one).
@@ -25,7 +25,7 @@ from pathlib import Path
 import trio
 
 from benchmarks.common import Result
-from overlay.framing import write_frame
+from overlay.wire.framing import write_frame
 from trust.errors import DecodeError
 
 PROTO = "/vouchnet/bench/raw/1.0.0"
@@ -44,7 +44,7 @@ _REPO = Path(__file__).resolve().parent.parent
 async def _serve_request(stream) -> None:
     """Handler: read a frame holding an 8-byte big-endian byte count, write that many raw
     bytes, close."""
-    from overlay.framing import read_frame
+    from overlay.wire.framing import read_frame
 
     try:
         req = await read_frame(stream, 8)
@@ -89,7 +89,7 @@ async def _fetch(host, peer_id, nbytes: int) -> float:
 
 
 async def _serve_main(max_seconds: float) -> None:
-    from overlay.host import running_host
+    from overlay.net.host import running_host
 
     async with running_host(SERVER_SEED, LISTEN) as host:
         host.set_stream_handler(PROTO, _serve_request)
@@ -103,7 +103,7 @@ async def _serve_main(max_seconds: float) -> None:
 
 
 def _two_process_seconds(nbytes: int, repeat: int) -> list[float]:
-    from overlay.host import parse_peer_multiaddr, peer_id_from_seed, running_host
+    from overlay.net.host import parse_peer_multiaddr, peer_id_from_seed, running_host
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.bench_stream", "serve"],
@@ -141,7 +141,7 @@ def _two_process_seconds(nbytes: int, repeat: int) -> list[float]:
 
 
 def _one_process_seconds(nbytes: int, repeat: int) -> list[float]:
-    from overlay.host import parse_peer_multiaddr, running_host
+    from overlay.net.host import parse_peer_multiaddr, running_host
 
     async def main() -> list[float]:
         async with running_host(SERVER_SEED, LISTEN) as server, running_host(CLIENT_SEED, LISTEN) as client:

@@ -9,8 +9,8 @@ from pathlib import Path
 from trust.errors import ConfigError
 from trust.peerid import is_peer_id
 from trust.manifest import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
-from overlay.limits import ConnectionLimits
-from overlay.stream_limits import StreamLimits
+from overlay.net.limits import ConnectionLimits
+from overlay.net.stream_limits import StreamLimits
 
 MAX_CONFIG_BYTES = 256 * 1024
 

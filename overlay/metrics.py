@@ -20,7 +20,7 @@ class Metrics:
         self.fetch_seconds = Histogram(
             "vouchnet_fetch_seconds", "Time to fetch one content item", registry=r,
             buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300))
-        # Reputation gossip on the wire (overlay.gossip); direction is "sent" or "received".
+        # Reputation gossip on the wire (overlay.net.gossip); direction is "sent" or "received".
         self.gossip_rpcs = Counter(
             "vouchnet_gossip_rpcs_total", "GossipSub RPC frames (messages and control)", ["direction"], registry=r)
         self.gossip_bytes = Counter(
@@ -35,11 +35,11 @@ class Metrics:
             ["protocol", "error"], registry=r)
 
         self.connections_refused = Counter(
-            "vouchnet_connections_refused_total", "Inbound connections refused by the [limits] (overlay.limits)",
+            "vouchnet_connections_refused_total", "Inbound connections refused by the [limits] (overlay.net.limits)",
             ["reason"], registry=r)
 
         self.streams_refused = Counter(
-            "vouchnet_streams_refused_total", "Inbound content streams refused by the [limits] (overlay.stream_limits)",
+            "vouchnet_streams_refused_total", "Inbound content streams refused by the [limits] (overlay.net.stream_limits)",
             ["reason"], registry=r)
 
         self.window_violations = Counter(

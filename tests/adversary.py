@@ -3,7 +3,7 @@
 Nothing in ``overlay`` imports this module and no ``vouchnet`` flag or config key reaches it:
 tests start it with ``python -m tests.adversary --home H --mode MODE --listen ... [--bootstrap ...]``
 and it prints the same ready lines as ``vouchnet node run``. It is a real
-:class:`overlay.node.Node` (same host, DHT, control socket, store) whose serving path lies:
+:class:`overlay.node.daemon.Node` (same host, DHT, control socket, store) whose serving path lies:
 
 ==================  ==========================================================================
 mode                what it answers
@@ -28,7 +28,7 @@ chunk-lying modes serve the genuine signed manifest (so the client accepts it an
 the chunk phase, where the lie is), and the manifest-lying modes serve genuine chunks (so the
 only evidence against them is the manifest; a client drops them before asking for chunks).
 
-:func:`clone_content` (from overlay/localnet.py, re-exported here) copies verified content
+:func:`clone_content` (from overlay/lab/localnet.py, re-exported here) copies verified content
 (signed manifest + every chunk, each re-verified by ``put_chunk``) from one home's store into
 another's, so the adversary holds the publisher's exact CID.
 """
@@ -43,12 +43,12 @@ from pathlib import Path
 
 import trio
 
-from overlay import protocol
+from overlay.wire import protocol
 from overlay.config import load_config
 from overlay.home import Home
-from overlay.localnet import clone_content  # noqa: F401  (re-exported for the tests)
-from overlay.node import Node, write_ready_line
-from overlay.streams import receive, send, send_payload
+from overlay.lab.localnet import clone_content  # noqa: F401  (re-exported for the tests)
+from overlay.node.daemon import Node, write_ready_line
+from overlay.wire.streams import receive, send, send_payload
 from trust import encoding, keyfile
 from trust.errors import DecodeError
 from trust.manifest import Manifest, content_id_from_digest

@@ -1,6 +1,6 @@
 import pytest
 
-from overlay.localnet import REPO, run_cli  # noqa: F401  (re-exported: tests import them from here)
+from overlay.lab.localnet import REPO, run_cli  # noqa: F401  (re-exported: tests import them from here)
 from trust.identity import Identity
 
 

@@ -1,4 +1,4 @@
-"""overlay.libp2p_compat.find_providers_early, workaround (k): a provider lookup that would go on
+"""overlay.net.libp2p_compat.find_providers_early, workaround (k): a provider lookup that would go on
 (and lose what it found on a timeout) returns once enough providers are in the local store."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import trio
 import trio.testing
 
-from overlay.libp2p_compat import find_providers_early
+from overlay.net.libp2p_compat import find_providers_early
 
 KEY = ("1220" + "ab" * 32)
 

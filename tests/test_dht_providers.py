@@ -4,8 +4,8 @@ from __future__ import annotations
 import multiaddr
 import pytest
 
-from overlay.host import build_host, peer_id_from_seed
-from overlay.libp2p_compat import rank_provider_records
+from overlay.net.host import build_host, peer_id_from_seed
+from overlay.net.libp2p_compat import rank_provider_records
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import trio
 import trio.testing
 
-from overlay.fetch import Fetch, _Batch, contiguous_batches
+from overlay.node.fetch import Fetch, _Batch, contiguous_batches
 from trust.manifest import content_id_from_digest
 
 CID = content_id_from_digest(bytes(range(32)))

@@ -9,8 +9,8 @@ import pytest
 import trio
 import trio.testing
 
-from overlay import fetch as fetch_mod
-from overlay.fetch import Fetch, FetchError, _Busy, _NotProvider
+from overlay.node import fetch as fetch_mod
+from overlay.node.fetch import Fetch, FetchError, _Busy, _NotProvider
 from trust.identity import Identity
 from trust.manifest import sign_manifest
 

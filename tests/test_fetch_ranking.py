@@ -1,6 +1,6 @@
 """Which providers a fetch asks, in what order, and what it does with ones the local policy
-refuses, without a network: overlay.fetch.order_providers, Fetch._choose with a real
-PolicyService, and the node's fetch API (overlay/node_control.py) on a fake node.
+refuses, without a network: overlay.node.fetch.order_providers, Fetch._choose with a real
+PolicyService, and the node's fetch API (overlay/node/operations.py) on a fake node.
 The end-to-end check with real nodes is tests/test_integration.py::test_refused_provider_is_skipped."""
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any, Callable
 import pytest
 import trio
 
-from overlay import node_control
-from overlay.fetch import Fetch, FetchResult, order_providers
-from overlay.policy_service import PolicyDenied, PolicyService
+from overlay.node import operations as node_control
+from overlay.node.fetch import Fetch, FetchResult, order_providers
+from overlay.services.policy import PolicyDenied, PolicyService
 from tests.test_policy_node import FakeRep
 from trust.identity import Identity
 from trust.manifest import content_id_from_digest
@@ -133,7 +133,7 @@ def test_without_refusals_an_empty_list_is_left_to_the_caller(tmp_path: Path):
 # -- the node's fetch API -----------------------------------------------------------------------
 
 class FakeNode:
-    """What node_control's fetch handler uses of overlay.node.Node, without a network."""
+    """What node_control's fetch handler uses of overlay.node.daemon.Node, without a network."""
 
     def __init__(self, svc: PolicyService, connected: list[str], found: list[str]):
         self.peer_id = ME

@@ -1,4 +1,4 @@
-"""Tests for overlay.framing: the sans-IO codec and the async stream drivers."""
+"""Tests for overlay.wire.framing: the sans-IO codec and the async stream drivers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from overlay.framing import (
+from overlay.wire.framing import (
     HEADER_SIZE,
     FrameDecoder,
     FrameReader,

@@ -1,4 +1,4 @@
-"""Tests for overlay.gossip: reputation gossip over py-libp2p GossipSub.
+"""Tests for overlay.net.gossip: reputation gossip over py-libp2p GossipSub.
 
 The ``network`` tests run real hosts (TCP + Noise + Yamux on 127.0.0.1) in one trio
 process, in a line A - B - C (or M - B - C with an adversarial M). Each test runs under
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import trio
 
-from overlay.gossip import (
+from overlay.net.gossip import (
     TOPIC_ATTESTATIONS,
     TOPIC_EQUIVOCATIONS,
     TOPIC_HEADS,
@@ -27,7 +27,7 @@ from overlay.gossip import (
     Gossip,
     GossipParams,
 )
-from overlay.host import build_host, running_host
+from overlay.net.host import build_host, running_host
 from trust.attestation import (
     Attestation,
     Equivocation,
@@ -526,7 +526,7 @@ def test_blacklist_teardown_survives_a_peer_that_left_meanwhile():
     """Workaround (h): py-libp2p's teardown `del`s a peer another task may already have removed."""
     import trio
 
-    from overlay.libp2p_compat import safe_blacklist_teardown
+    from overlay.net.libp2p_compat import safe_blacklist_teardown
 
     class FakePubsub:
         def __init__(self):
@@ -596,7 +596,7 @@ def test_counting_reader_splits_frames_however_they_are_read():
 
     from libp2p.utils.varint import encode_uvarint
 
-    from overlay.libp2p_compat.pubsub import _CountingReader
+    from overlay.net.libp2p_compat.pubsub import _CountingReader
 
     payloads = [b"", b"x", b"y" * 127, b"z" * 128, b"w" * 300, b"v" * 20_000]
     wire = b"".join(encode_uvarint(len(p)) + p for p in payloads)

@@ -1,4 +1,4 @@
-"""Tests for overlay.host and overlay.libp2p_compat.
+"""Tests for overlay.net.host and overlay.net.libp2p_compat.
 
 The ``network`` tests start real py-libp2p hosts on 127.0.0.1 (TCP + Noise + Yamux). Each
 runs under trio.run with a trio.fail_after bound, and every host is closed on exit.
@@ -14,18 +14,18 @@ import time
 import pytest
 import trio
 
-from overlay.framing import read_frame, write_frame
-from overlay.host import (
+from overlay.wire.framing import read_frame, write_frame
+from overlay.net.host import (
     build_host,
     keypair_from_seed,
     parse_peer_multiaddr,
     peer_id_from_seed,
     running_host,
 )
-from overlay.libp2p_compat import connect_fresh, connection_config, forget_failed_dial
+from overlay.net.libp2p_compat import connect_fresh, connection_config, forget_failed_dial
 from trust.errors import ConfigError
 
-import libp2p  # noqa: E402  (after overlay.libp2p_compat: logging already fixed)
+import libp2p  # noqa: E402  (after overlay.net.libp2p_compat: logging already fixed)
 import multiaddr
 from libp2p.network.exceptions import SwarmException
 from libp2p.peer.peerinfo import PeerInfo
@@ -137,7 +137,7 @@ def test_import_keeps_our_libp2p_log_level():
     """Workaround (a): a level set before importing libp2p survives the import."""
     code = (
         "import logging; logging.getLogger('libp2p').setLevel(logging.ERROR)\n"
-        "import overlay.host\n"
+        "import overlay.net.host\n"
         "lg = logging.getLogger('libp2p'); assert lg.level == logging.ERROR, lg.level\n"
         "assert lg.propagate\n"
         "assert not logging.getLogger().handlers\n"

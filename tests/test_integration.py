@@ -299,7 +299,7 @@ def test_refused_provider_is_skipped_not_fatal(net: Net, tmp_path: Path):
     provider (choose_provider only); M holds the content too. `fetch --from M --from H --from P`
     skips both, reports each with its rule, and completes from P; `fetch --from M` alone fails
     with an error naming M and the rule. Unit tests: tests/test_fetch_ranking.py."""
-    from overlay import control
+    from overlay.node import control
     t0 = time.monotonic()
     with Cluster(tmp_path) as cluster:
         def start_m() -> NodeProc:
@@ -347,7 +347,7 @@ peers = ["{net.h.peer_id}"]
 
 @pytest.mark.parametrize("granted", [True, False], ids=["granted", "old-client"])
 def test_answer_stream_needs_no_window_updates_and_sends_whole_frames(granted: bool):
-    """overlay/libp2p_compat/yamux.py (j) on two real hosts in this process (TCP + Noise + Yamux): once
+    """overlay/net/libp2p_compat/yamux.py (j) on two real hosts in this process (TCP + Noise + Yamux): once
     the client has granted a stream its whole answer, the server writes all 4 MiB of it before
     the client reads a byte, without waiting for the window; the client sends no window update
     while reading; the server's FrameWriter pieces go out whole, one Yamux frame each, of
@@ -361,9 +361,9 @@ def test_answer_stream_needs_no_window_updates_and_sends_whole_frames(granted: b
     from libp2p.stream_muxer.yamux.yamux import HEADER_SIZE as YAMUX_HEADER
     from libp2p.stream_muxer.yamux.yamux import TYPE_DATA, TYPE_WINDOW_UPDATE
 
-    from overlay.framing import FrameReader, FrameWriter, read_frame, write_frame
-    from overlay.host import parse_peer_multiaddr, running_host
-    from overlay.libp2p_compat import WRITE_SIZE, whole_frames, window_for_response
+    from overlay.wire.framing import FrameReader, FrameWriter, read_frame, write_frame
+    from overlay.net.host import parse_peer_multiaddr, running_host
+    from overlay.net.libp2p_compat import WRITE_SIZE, whole_frames, window_for_response
 
     proto = "/vouchnet/test/answer/1.0.0"
     payloads = [os.urandom(CHUNK + 300) for _ in range(16)]

@@ -939,7 +939,7 @@ def test_tick_signs_the_head_off_the_event_loop(tmp_path, me, monkeypatch, slow_
     not covered by this head, so the next tick signs another."""
     import trio
 
-    from overlay.reputation_service import ReputationService
+    from overlay.services.reputation import ReputationService
     from trust.observations import Kind, Observation
 
     slow = 0.5

@@ -1,4 +1,4 @@
-"""overlay.limits: inbound connection limits with a share reserved for trusted peers (H10)."""
+"""overlay.net.limits: inbound connection limits with a share reserved for trusted peers (H10)."""
 from __future__ import annotations
 
 import itertools
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from overlay.limits import REASONS, ConnectionGate, ConnectionLimits, subnet_of
+from overlay.net.limits import REASONS, ConnectionGate, ConnectionLimits, subnet_of
 
 
 def gate(**kw: int) -> ConnectionGate:

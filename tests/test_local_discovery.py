@@ -1,16 +1,16 @@
-"""overlay.local_discovery: mDNS announcements (from zeroconf's thread) become bounded dials."""
+"""overlay.net.local_discovery: mDNS announcements (from zeroconf's thread) become bounded dials."""
 from __future__ import annotations
 
 import trio
 
-import overlay.host  # noqa: F401 - imports libp2p the way the node does
+import overlay.net.host  # noqa: F401 - imports libp2p the way the node does
 from libp2p.discovery.events.peerDiscovery import peerDiscovery
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 import multiaddr
 
-from overlay.local_discovery import LocalDiscovery
-from overlay.host import peer_id_from_seed
+from overlay.net.local_discovery import LocalDiscovery
+from overlay.net.host import peer_id_from_seed
 
 
 def info(n: int) -> PeerInfo:

@@ -14,9 +14,9 @@ import pytest
 import trio
 import trio.testing
 
-from overlay import protocol
+from overlay.wire import protocol
 from overlay.config import parse_config
-from overlay.policy_service import (DECISION_KIND, ENV_VAR, LOADED_KIND, MAX_ENTRIES_PER_FLUSH, MAX_THROTTLE,
+from overlay.services.policy import (DECISION_KIND, ENV_VAR, LOADED_KIND, MAX_ENTRIES_PER_FLUSH, MAX_THROTTLE,
                                     PolicyDenied, PolicyService, resolve_policy_path)
 from policy import Action, Verdict, default_policy
 from tests.conftest import run_cli
@@ -279,7 +279,7 @@ def test_a_fetching_client_gets_the_limit_without_pinning_server_streams(tmp_pat
     """fetch.py's provider loop (3 requests in flight, BUSY back-off from 50 ms doubling to 2 s,
     given up after MAX_BUSY in a row) against 1 request/s for 60 s: it gets ~the limit, is never
     near giving up, and the server holds under 2 of its streams on average (~3 with a 2 s wait)."""
-    from overlay.fetch import BUSY_BACKOFF, BUSY_BACKOFF_MAX, MAX_BUSY, STREAMS_PER_PROVIDER
+    from overlay.node.fetch import BUSY_BACKOFF, BUSY_BACKOFF_MAX, MAX_BUSY, STREAMS_PER_PROVIDER
     store = FakeStore(SimpleNamespace(size=1 << 22, chunk_count=16, chunk_length=lambda i: 1 << 18))
     req = protocol.GetChunks(bytes(32), 0, 16)
     duration = 60.0
@@ -485,7 +485,7 @@ def test_control_ops(tmp_path, rep, ledger):
 # -- gossip gates in ReputationService ------------------------------------------------------------
 
 def test_reputation_service_asks_the_policy_about_gossip(tmp_path, identity, other_identity):
-    from overlay.reputation_service import ReputationService
+    from overlay.services.reputation import ReputationService
     from trust.attestation import evidence_digest, open_attestation, sign_attestation
     rs = ReputationService(tmp_path, identity)
     try:
@@ -515,8 +515,8 @@ def test_the_gossip_gate_asks_the_policy_once_per_record(tmp_path, identity, oth
     """With gossip running, accept_attestation / accept_head are asked in the validator
     (accept_record) and not again by the handlers, so a LIMIT's tokens and the decision counts
     are taken once per message; equivocation proofs are never asked."""
-    from overlay.gossip import TOPIC_ATTESTATIONS, TOPIC_EQUIVOCATIONS, TOPIC_HEADS
-    from overlay.reputation_service import ReputationService
+    from overlay.net.gossip import TOPIC_ATTESTATIONS, TOPIC_EQUIVOCATIONS, TOPIC_HEADS
+    from overlay.services.reputation import ReputationService
     from trust.attestation import (Attestation, check_equivocation, evidence_digest, open_attestation,
                                    open_tree_head, sign_attestation, sign_tree_head)
     rs = ReputationService(tmp_path, identity)

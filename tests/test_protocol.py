@@ -1,4 +1,4 @@
-"""Tests for overlay.protocol: the strict message codec and the sans-IO exchange state machines."""
+"""Tests for overlay.wire.protocol: the strict message codec and the sans-IO exchange state machines."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from overlay.protocol import (
+from overlay.wire.protocol import (
     CHUNK_HEADER_SIZE,
     MAX_CHUNKS_PER_REQUEST,
     MAX_ERROR_SIZE,
@@ -675,8 +675,8 @@ def test_response_bytes_bounds_every_honest_answer(identity, chunks, last):
     """The client grants a request's stream exactly fetch.response_bytes and never tops it up, so
     no honest answer may be longer: all CHUNK frames with their real proofs, or some of them and
     an ERROR of the longest kind in place of the rest."""
-    from overlay.fetch import response_bytes
-    from overlay.framing import HEADER_SIZE
+    from overlay.node.fetch import response_bytes
+    from overlay.wire.framing import HEADER_SIZE
     from trust.manifest import sign_manifest
     from trust.merkle import MerkleTree, leaf_hash
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from overlay.policy_service import PolicyDenied, PolicyService
+from overlay.services.policy import PolicyDenied, PolicyService
 from trust.identity import Identity
 
 # D is denied, a, b and c allowed, everyone else (L) limited.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from overlay.localnet import run_cli
+from overlay.lab.localnet import run_cli
 from overlay.sim.realnet import RealnetConfig, run_real
 
 pytestmark = pytest.mark.network

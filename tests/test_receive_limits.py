@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from overlay.libp2p_compat.yamux import ReceiveLimits, WindowViolation, _ConnectionGuard, _Refused, _StreamBuffers
+from overlay.net.libp2p_compat.yamux import ReceiveLimits, WindowViolation, _ConnectionGuard, _Refused, _StreamBuffers
 
 KIB = 1024
 

@@ -112,9 +112,9 @@ def test_attestations_and_heads_the_policy_refuses_are_not_relayed(tmp_path):
     A, A's next attestation reaches both."""
     import trio
 
-    from overlay.host import running_host
-    from overlay.policy_service import PolicyService
-    from overlay.reputation_service import ReputationService
+    from overlay.net.host import running_host
+    from overlay.services.policy import PolicyService
+    from overlay.services.reputation import ReputationService
     from tests.test_gossip import IDENT, SEEDS, att, start_node, wait_until
     from trust.attestation import Attestation, check_equivocation, sign_tree_head
     from libp2p.peer.peerinfo import info_from_p2p_addr

@@ -1,4 +1,4 @@
-"""overlay.stream_limits: content-request slots, pending apart from serving, a share kept for
+"""overlay.net.stream_limits: content-request slots, pending apart from serving, a share kept for
 trusted peers (issue 10, finding 3)."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from overlay.config import parse_config
-from overlay.stream_limits import STREAM_REASONS, StreamGate, StreamLimits, Ticket
+from overlay.net.stream_limits import STREAM_REASONS, StreamGate, StreamLimits, Ticket
 from trust.errors import ConfigError
 
 

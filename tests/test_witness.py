@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from overlay.node_control import trust_table
-from overlay.reputation_service import ReputationService
+from overlay.node.operations import trust_table
+from overlay.services.reputation import ReputationService
 from trust.attestation import evidence_digest, sign_attestation
 from trust.identity import Identity
 from trust.observations import Kind, Observation

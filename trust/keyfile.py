@@ -111,6 +111,12 @@ def is_protected(path: Path) -> bool:
     return _read_doc(path).get("protection") != "none"
 
 
+def stored_peer_id(path: Path) -> str | None:
+    """The peer ID a key file records in clear beside the sealed key (no passphrase needed)."""
+    peer = _read_doc(path).get("peer_id")
+    return peer if isinstance(peer, str) else None
+
+
 def _read_doc(path: Path) -> dict:
     with open(_open_key(path), "rb") as f:
         raw = f.read(MAX_KEYFILE + 1)

@@ -23,7 +23,7 @@ Who is a credible witness, from one node's own point of view:
 - weighted by its global trust here times its credibility (global trust alike when no witness
   has any), so sybils nobody trusts add nothing.
 
-Pure numpy over index arrays; the node (overlay.reputation_service) and the simulator feed it
+Pure numpy over index arrays; the node (overlay.services.reputation) and the simulator feed it
 the same way.
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@
 N real nodes (``vouchnet node run``; the adversaries are ``python -m tests.adversary``, real
 nodes whose serving path or gossip lies) over TCP + Noise + Yamux, GossipSub, Kademlia and
 SQLite. Publishers share one new file per round; every adversary holds the same CIDs
-(``overlay.localnet.clone_content``); every honest node fetches one file per round through its
+(``overlay.lab.localnet.clone_content``); every honest node fetches one file per round through its
 control socket, offered every holder's address in random order (what a DHT lookup returns),
 with reputation ticks in between. The run is bounded by ``time_limit`` and every process is
 stopped afterwards, also on errors, Ctrl-C and SIGTERM.
@@ -42,8 +42,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from overlay.control import ControlError, NodeNotRunning, call
-from overlay.localnet import LISTEN, REPO, NodeProc, clone_content, init_home, spawn_node, stop_all, wait_ready
+from overlay.node.control import ControlError, NodeNotRunning, call
+from overlay.lab.localnet import LISTEN, REPO, NodeProc, clone_content, init_home, spawn_node, stop_all, wait_ready
 
 ADVERSARY_MODES = ("corrupt", "wrong_index", "forged_manifest", "foreign_manifest", "oversized", "malformed", "stall",
                    "equivocate")  # tests/adversary.py's modes but partial

@@ -8,9 +8,9 @@ Per honest peer (`SimNode`):
   `trust.local_trust` through `_Replay.local`, and attestations are signed with the peer's
   Ed25519 key (`trust.attestation.sign_attestation`; `SimReputation.issue` produces the same
   bytes as `Reputation.issue_attestations`, which tests/test_sim.py checks);
-- `overlay.reputation_service.ReputationService`'s own `rank`, `distrusted` and (for full
+- `overlay.services.reputation.ReputationService`'s own `rank`, `distrusted` and (for full
   nodes) `_refresh_distrust`: the node's distrust rule and provider order;
-- `overlay.policy_service.PolicyService` with the policy below: `choose_providers` is the
+- `overlay.services.policy.PolicyService` with the policy below: `choose_providers` is the
   node's `choose_provider` enforcement point, `decide` its serve_request one.
 
 Global trust. A peer online from the start has received every attestation ever gossiped
@@ -53,8 +53,8 @@ from typing import Any
 
 import numpy as np
 
-from overlay.policy_service import PolicyDenied, PolicyService
-from overlay.reputation_service import ReputationService
+from overlay.services.policy import PolicyDenied, PolicyService
+from overlay.services.reputation import ReputationService
 from overlay.sim.config import SimConfig
 from overlay.sim.transport import Gossip
 from overlay.sim.variants import Variant

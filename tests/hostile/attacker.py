@@ -7,7 +7,7 @@ target node. The attacker prints ``attacker ready`` once the hosts are connected
 attack until it returns or the test stops the process; ``ctx.report(key, value)`` prints
 ``attacker stat KEY VALUE`` lines the test reads back with :meth:`AttackerProc.stats`.
 
-The hosts use vouchnet's own stack (``overlay.host.build_host``: TCP + Noise + Yamux) so they
+The hosts use vouchnet's own stack (``overlay.net.host.build_host``: TCP + Noise + Yamux) so they
 look like any peer to the target; each has a fresh random identity unless seeds are given.
 Nothing in ``overlay`` imports this module.
 
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator
 
-from overlay.localnet import LocalnetError, node_env
+from overlay.lab.localnet import LocalnetError, node_env
 
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 30.0
@@ -83,7 +83,7 @@ async def run_attack(target_addr: str, attack: Attack, identities: int, options:
     """Start ``identities`` hosts, connect each to the target, print the ready line, attack."""
     import trio
 
-    from overlay.host import parse_peer_multiaddr, running_host
+    from overlay.net.host import parse_peer_multiaddr, running_host
 
     target = parse_peer_multiaddr(target_addr)
     async with AsyncExitStack() as stack:

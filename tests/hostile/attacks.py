@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from overlay.localnet import Cluster, NodeProc, init_home, start_node
+from overlay.lab.localnet import Cluster, NodeProc, init_home, start_node
 
 MiB = 1 << 20
 
@@ -64,7 +64,7 @@ def _unread_options(victim: NodeProc, root: Path) -> dict[str, Any]:
 
 
 def _dht_options(victim: NodeProc, root: Path) -> dict[str, Any]:
-    from overlay.node import dht_key
+    from overlay.node.daemon import dht_key
     from trust.manifest import parse_cid
 
     return {"key": dht_key(parse_cid(share(victim, root, 1 * MiB)["cid"]))}

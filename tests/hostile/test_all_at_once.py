@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from overlay.localnet import run_cli
+from overlay.lab.localnet import run_cli
 from tests.hostile.attacker import start_attacker
 from tests.hostile.attacks import ATTACKS, MiB, share
 from tests.nodes import Cluster, NodeProc, wait_for

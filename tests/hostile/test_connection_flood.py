@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from overlay.localnet import init_home, run_cli, start_node
+from overlay.lab.localnet import init_home, run_cli, start_node
 from tests.hostile.attacker import AttackContext, start_attacker
 from tests.hostile.attacks import LOOPBACK_LIMITS, set_limits
 from tests.nodes import Cluster, NodeProc, wait_for
@@ -29,7 +29,7 @@ async def hold_and_redial(ctx: AttackContext) -> None:
     """Each sybil keeps the connection it got and keeps re-dialing if it was refused."""
     import trio
 
-    from overlay.libp2p_compat import connect_fresh
+    from overlay.net.libp2p_compat import connect_fresh
 
     def held() -> int:
         return sum(1 for h in ctx.hosts if h.get_network().get_connections(ctx.target_id))
@@ -46,7 +46,7 @@ async def hold_and_redial(ctx: AttackContext) -> None:
 
 async def churn(ctx: AttackContext) -> None:
     """Connect and close again, over and over, from a handful of identities."""
-    from overlay.libp2p_compat import connect_fresh
+    from overlay.net.libp2p_compat import connect_fresh
 
     want = int(ctx.options["connections"])
     accepted = refused = 0

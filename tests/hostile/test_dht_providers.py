@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from overlay.localnet import run_cli, start_node
+from overlay.lab.localnet import run_cli, start_node
 from tests.hostile.attacker import AttackContext, start_attacker
 from tests.nodes import Cluster, NodeProc, wait_for
 
@@ -36,7 +36,7 @@ async def announce_as_provider(ctx: AttackContext) -> None:
 
 def test_sybils_cannot_crowd_a_trusted_mirror_out_of_the_dht(cluster: Cluster, loopback_victim: NodeProc, tmp_path: Path):
     victim = loopback_victim
-    from overlay.node import dht_key
+    from overlay.node.daemon import dht_key
     from trust.manifest import parse_cid
 
     mirror = cluster.add("mirror", "--bootstrap", victim.addr)

@@ -17,7 +17,7 @@ from typing import Callable
 
 import pytest
 
-from overlay.localnet import run_cli
+from overlay.lab.localnet import run_cli
 from overlay.store import ContentStore
 from tests.nodes import Cluster, NodeProc
 from trust import keyfile

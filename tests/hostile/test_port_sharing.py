@@ -17,7 +17,7 @@ from typing import Iterator
 import pytest
 
 from tests.nodes import START_TIMEOUT, Cluster, NodeProc, init_home, wait_for
-from overlay.localnet import spawn_node
+from overlay.lab.localnet import spawn_node
 
 pytestmark = pytest.mark.network
 
@@ -121,8 +121,8 @@ def listen_here(reuseport: bool) -> socket.socket:
 def test_host_refuses_a_held_port(reuseport: bool):
     import trio
 
-    from overlay.host import running_host
-    from overlay.listen import ListenError
+    from overlay.net.host import running_host
+    from overlay.net.listen import ListenError
 
     async def body() -> None:
         with trio.fail_after(15):
@@ -140,7 +140,7 @@ def test_host_refuses_a_held_port(reuseport: bool):
 def test_host_port_cannot_be_joined():
     import trio
 
-    from overlay.host import running_host
+    from overlay.net.host import running_host
 
     async def body() -> None:
         with trio.fail_after(15):
@@ -157,8 +157,8 @@ def test_node_that_cannot_listen_leaves_no_control_socket(tmp_path: Path):
 
     from overlay.config import load_config
     from overlay.home import Home
-    from overlay.listen import ListenError
-    from overlay.node import Node
+    from overlay.net.listen import ListenError
+    from overlay.node.daemon import Node
     from trust import keyfile
 
     home = init_home(tmp_path / "node")

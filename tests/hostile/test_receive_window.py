@@ -62,8 +62,8 @@ async def flood_request(ctx: AttackContext) -> None:
 async def flood_answers(ctx: AttackContext) -> None:
     """Fetching side: a provider that answers GET_MANIFEST honestly and GET_CHUNKS with an
     endless flood past the window the fetcher granted."""
-    from overlay import protocol
-    from overlay.streams import receive, send
+    from overlay.wire import protocol
+    from overlay.wire.streams import receive, send
 
     host = ctx.hosts[0]
     signed = bytes.fromhex(ctx.options["manifest"])

@@ -1,7 +1,7 @@
 """Finding 3: streams that send their request one byte a second (slowloris) must not starve
 honest fetches.
 
-On main before overlay/stream_limits.py, a stream took one of the node's 64 serving slots as it
+On main before overlay/net/stream_limits.py, a stream took one of the node's 64 serving slots as it
 opened and kept it while its request trickled in (up to the 10 s request timeout, then the
 attacker opened another): 16 identities x 4 such streams held all 64, every honest request got
 BUSY, and a BUSY answer to the manifest request ended the fetch (no retry, no other provider)."""
@@ -26,8 +26,8 @@ STREAMS = 4  # per identity: the victim's node.streams_per_peer
 async def trickle_requests(ctx: AttackContext) -> None:
     """Every identity keeps STREAMS streams open, each sending its request a byte at a time,
     and opens a new one as soon as the victim ends one."""
-    from overlay import protocol
-    from overlay.framing import encode_frame_parts
+    from overlay.wire import protocol
+    from overlay.wire.framing import encode_frame_parts
     from trust.manifest import parse_cid
 
     request = encode_frame_parts(protocol.encode_parts(protocol.GetManifest(ctx.options["cid"])),

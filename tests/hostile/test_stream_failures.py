@@ -20,8 +20,8 @@ STREAMS = 4
 
 
 async def request_and_never_read(ctx: AttackContext) -> None:
-    from overlay import protocol
-    from overlay.streams import send
+    from overlay.wire import protocol
+    from overlay.wire.streams import send
     from trust.manifest import parse_cid
 
     digest = parse_cid(ctx.options["cid"])
