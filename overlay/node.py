@@ -22,7 +22,7 @@ from overlay.home import Home
 from overlay.host import parse_peer_multiaddr, running_host
 from overlay.framing import FrameWriter
 from overlay.local_discovery import LocalDiscovery
-from overlay.libp2p_compat import (WRITE_SIZE, WindowViolation, connect_fresh, connection_config_for,
+from overlay.libp2p_compat import (WRITE_SIZE, announce_directly, WindowViolation, connect_fresh, connection_config_for,
                                    find_providers_early, forget_failed_dial, gate_inbound_connections,
                                    rank_provider_records, resource_manager_for, whole_frames)
 from overlay.limits import ConnectionGate
@@ -233,8 +233,13 @@ class Node:
     async def provide(self, cid: str) -> None:
         if self.dht is None:
             return
+        key = bytes.fromhex(dht_key(parse_cid(cid)))
         with trio.move_on_after(self.limits.dht_timeout):
             try:
+                # Our own connected peers first, trusted ones first (libp2p_compat (w)): sybils
+                # can own the XOR-closest set, not the peers we chose to be connected to.
+                peers = sorted(self.host.get_connected_peers(), key=lambda p: not self.trusted_peer(str(p)))
+                await announce_directly(self.dht, peers, key, self.limits.dht_timeout / 2)
                 await self.dht.provide(dht_key(parse_cid(cid)))
             except Exception as exc:
                 log.info("could not announce %s on the DHT: %s", cid, exc)

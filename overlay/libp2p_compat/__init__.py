@@ -35,6 +35,8 @@ Workarounds:
     closed one keeps its swarm slot for the node's life   -> :func:`gate_inbound_connections`,
                                                              :func:`connection_config_for`,
                                                              :func:`resource_manager_for`
+(w) a DHT provide reaches only the XOR-closest peers,
+    which sybils can occupy                              -> :func:`announce_directly`
 (u) a peer whose connections all closed is not redialled
     until the swarm's own clean-up has run                -> :func:`redial_closed_connections`
 
@@ -61,7 +63,7 @@ from overlay.libp2p_compat.connections import (
     gate_inbound_connections,
     resource_manager_for,
 )
-from overlay.libp2p_compat.kad import ProviderRank, find_providers_early, rank_provider_records
+from overlay.libp2p_compat.kad import ProviderRank, announce_directly, find_providers_early, rank_provider_records
 from overlay.libp2p_compat.pubsub import (
     Traffic,
     count_pubsub_traffic,
@@ -83,6 +85,7 @@ __all__ = [
     "import_libp2p",
     "ProviderRank",
     "rank_provider_records",
+    "announce_directly",
     "connection_config",
     "forget_failed_dial",
     "connect_fresh",
