@@ -160,9 +160,9 @@ def rank_provider_records(dht: Any, rank: ProviderRank, *, keep: int = PROVIDERS
 # Verified: `ProviderStore.provide` (line 207) sends ADD_PROVIDER only to the k peers that
 # `find_closest_peers_network` returns (line 237), up to ALPHA at a time, each stream open
 # waiting up to 10 s. Sybils that pick IDs near a key (or are just many: 40 of them in a
-# 41-peer routing table) make that set theirs: in about half of the hostile DHT test runs the
-# mirror's announcement never reached the victim, the one honest DHT server it knew, within
-# the node's 5 s DHT deadline, and no newcomer found the mirror. Fix: announce first, directly
+# 41-peer routing table) can make that set theirs, so the announcement may reach no honest
+# DHT server at all, or only after the node's 5 s DHT deadline has run out on the sybils'
+# stalled streams (seen in the hostile DHT test's logs). Fix: announce first, directly
 # and in parallel, to the peers the node chooses (its connected peers, trusted first), then
 # run py-libp2p's provide as before. `_send_add_provider` (line 275) is the library's own
 # single-peer ADD_PROVIDER.
