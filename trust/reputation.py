@@ -19,6 +19,7 @@ from trust.errors import DecodeError, SignatureError
 from trust.local_trust import PROVEN_FAULTS, Evidence, LocalTrustParams, normalise, score_peers
 from trust.observations import Kind, Observation, PeerSummary
 from trust.peerid import is_peer_id
+from trust.snapshot import check_global, check_local, snapshot_body
 from trust.trust_engine import TrustEngine, TrustParams
 
 log = logging.getLogger("vouchnet.reputation")
@@ -43,6 +44,7 @@ class Snapshot:
     global_: dict[str, int]
     damping: int
     anchors: list[str]
+    complete: bool = True  # False: read from a bounded ledger entry, the lowest values left out (trust.snapshot)
 
 
 @dataclass
@@ -278,9 +280,9 @@ class Reputation:
         glob = self.state.global_(local, self.damping, self.anchors, self.engine)
         snap = Snapshot(now_ms, _ppm(local), _ppm(glob), int(round(self.damping * DAMPING_SCALE)), self.anchors)
         if snapshot:
-            self.ledger.append("trust-snapshot", {"self": self.peer_id, "at": snap.at_ms, "local": snap.local,
-                                                  "global": snap.global_, "damping": snap.damping,
-                                                  "anchors": snap.anchors})
+            # Bounded whatever the number of peers (trust.snapshot); the full vectors stay in memory.
+            self.ledger.append("trust-snapshot", snapshot_body(self.peer_id, snap.at_ms, snap.local, snap.global_,
+                                                               snap.damping, snap.anchors))
         self.last_snapshot = snap
         return snap
 
@@ -334,7 +336,10 @@ class Reputation:
 
 
 def _snapshot(body: dict[str, Any]) -> Snapshot:
-    return Snapshot(body["at"], dict(body["local"]), dict(body["global"]), body["damping"], list(body["anchors"]))
+    complete = len(body["local"]) == body.get("n_local", len(body["local"])) and \
+        len(body["global"]) == body.get("n_global", len(body["global"]))
+    return Snapshot(body["at"], dict(body["local"]), dict(body["global"]), body["damping"], list(body["anchors"]),
+                    complete)
 
 
 def _jsonable(v: Any) -> Any:
@@ -369,12 +374,11 @@ def ledger_trust_check(ledger: Any) -> list[Any]:
                     snap = _snapshot(e.body)
                     now = snap.at_ms / 1000
                     local = state.local(now, LocalTrustParams())
-                    if _ppm(local) != snap.local:
-                        problems.append(Problem(f"entry {e.idx}", "stored local trust differs from trust recomputed "
-                                                "from the ledger"))
+                    why = check_local(e.body, _ppm(local))
+                    if why:
+                        problems.append(Problem(f"entry {e.idx}", why))
                     glob = _ppm(state.global_(local, snap.damping / DAMPING_SCALE, snap.anchors))
-                    bad = [p for p in set(glob) | set(snap.global_)
-                           if abs(glob.get(p, 0) - snap.global_.get(p, 0)) > 2]
+                    bad = check_global(e.body, glob, tolerance=2)
                     if bad:
                         problems.append(Problem(f"entry {e.idx}", f"stored global trust differs from recomputed "
                                                 f"trust for {len(bad)} peer(s), e.g. {sorted(bad)[0]}"))
