@@ -16,6 +16,7 @@ from trust import encoding
 from trust.attestation import (TRUST_SCALE, Attestation, Equivocation, check_equivocation, open_attestation,
                                open_equivocation, sign_attestation, evidence_digest)
 from trust.errors import DecodeError, SignatureError
+from trust.intake import Intake
 from trust.local_trust import PROVEN_FAULTS, Evidence, LocalTrustParams, normalise, score_peers
 from trust.observations import Kind, Observation, PeerSummary
 from trust.peerid import is_peer_id
@@ -134,7 +135,7 @@ def _ppm(values: dict[str, float]) -> dict[str, int]:
 
 class Reputation:
     def __init__(self, ledger: Any, identity: Any, *, anchors: Iterable[str] = (), damping: float = 0.15,
-                 params: LocalTrustParams = LocalTrustParams()):
+                 params: LocalTrustParams = LocalTrustParams(), intake: Intake | None = None):
         self.ledger = ledger
         self.identity = identity
         self.anchors = sorted(set(anchors))
@@ -147,6 +148,10 @@ class Reputation:
             self.state.apply(e.idx, e.kind, e.body)
             if e.kind == "trust-snapshot":
                 self.last_snapshot = _snapshot(e.body)
+        # Per-issuer caps on received attestations (trust.intake); None: keep everything (audit, sim).
+        self.intake = intake
+        if intake is not None:
+            intake.seed(self.state.received, self.is_trusted)
 
     @property
     def peer_id(self) -> str:
@@ -175,18 +180,27 @@ class Reputation:
 
     # -- attestations ------------------------------------------------------------------------
 
-    def receive_attestation(self, envelope: bytes) -> tuple[str, Equivocation | None]:
+    def is_trusted(self, peer: str) -> bool:
+        """Anchors and peers with trust > 0 here (last computation) get the larger intake allowance."""
+        return peer in self.anchors or any(v > 0 for v in self.trust_of(peer))
+
+    def receive_attestation(self, envelope: bytes, now: float | None = None) -> tuple[str, Equivocation | None]:
         """Verify and keep an attestation.
 
-        Returns (outcome, proof): outcome is accepted|replaced|old|duplicate|equivocation|self;
-        an older or replayed attestation changes nothing; a conflicting one for the same
-        sequence number yields the equivocation proof (already recorded).
+        Returns (outcome, proof): outcome is accepted|replaced|old|duplicate|equivocation|self,
+        or dropped when the intake caps refuse it (trust.intake, counted there by reason; `now`
+        is its clock, default time.monotonic()); an older or replayed attestation changes
+        nothing; a conflicting one for the same sequence number yields the equivocation proof
+        (already recorded).
         """
-        att = open_attestation(envelope)
+        att = open_attestation(envelope)  # signature first, then replay rules, then caps
         settled = self.classify_attestation(att, envelope)
         if settled is not None:
             return settled
         replaced = (att.issuer, att.subject) in self.state.received
+        if self.intake is not None and \
+                self.intake.admit_attestation(att.issuer, not replaced, self.is_trusted(att.issuer), now) is not None:
+            return "dropped", None
         body = {"envelope": envelope, "att": att.to_dict()}
         idx = self.ledger.append("attestation-received", body)
         self.state.apply(idx, "attestation-received", body)
