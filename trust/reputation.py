@@ -116,11 +116,13 @@ class _Replay:
         engine.set_local_trust(self.self_id, local)
         issuers = self.changed_issuers if incremental else {i for i, _ in self.received}
         rows: dict[str, dict[str, float]] = {i: {} for i in issuers if i != self.self_id}
-        for (issuer, subject), ra in sorted(self.received.items()):
+        for (issuer, subject), ra in self.received.items():
             if issuer in rows:
                 rows[issuer][subject] = ra.att.trust
         for issuer, row in rows.items():
-            engine.set_local_trust(issuer, row)
+            # Each row in subject order (as when sorting all pairs, which cost most of the time
+            # with 100,000 attestations held).
+            engine.set_local_trust(issuer, dict(sorted(row.items())))
         if incremental:
             self.changed_issuers = set()
         engine.set_anchors({a: 1.0 for a in anchors if a != self.self_id})
