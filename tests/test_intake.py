@@ -180,3 +180,19 @@ def test_prune_peer_heads_keeps_the_latest(tmp_path: Path) -> None:
         with pytest.raises(ValueError):
             led.prune_peer_heads(A.peer_id, 0)
         assert led.audit(workers=1).ok
+
+
+def test_config_sets_the_intake_limits() -> None:
+    from overlay.config import DEFAULT_CONFIG, parse_config
+    from trust.errors import ConfigError
+
+    assert parse_config(DEFAULT_CONFIG).intake_limits() == IntakeLimits()  # documented defaults = code defaults
+    cfg = parse_config("[limits]\nattestation_subjects_stranger = 10\nattestation_rate_trusted = 5\n"
+                       "attestations_strangers = 50\nattestations_total = 500\npeer_heads_trusted = 8\n")
+    lim = cfg.intake_limits()
+    assert (lim.stranger.subjects, lim.trusted.rate, lim.strangers_total, lim.total, lim.trusted.heads) == \
+        (10, 5.0, 50, 500, 8)
+    for bad in ("attestation_rate_stranger = 0", "attestation_rate_stranger = nan", "attestations_strangers = 200000",
+                "peer_heads_stranger = 100", "attestation_subjects_trusted = 0", "attestations_total = 20000000"):
+        with pytest.raises(ConfigError, match="attestation and peer head limits"):
+            parse_config(f"[limits]\n{bad}\n")

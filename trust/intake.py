@@ -37,6 +37,7 @@ from typing import Any
 
 ATTESTATION_REASONS = ("subjects", "strangers", "total", "rate")
 HEAD_REASONS = ("head_rate", "heads_kept")
+MAX_RATE = 1e6  # per second; also rules out inf and NaN
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,13 @@ class IntakeLimits:
     def check(self) -> str | None:
         """Why these limits are unusable (None if they are fine)."""
         for name, a in (("stranger", self.stranger), ("trusted", self.trusted)):
-            if min(a.subjects, a.burst, a.heads, a.head_burst) < 1 or not (a.rate > 0 and a.head_rate > 0):
-                return f"{name}: every allowance must be positive"
+            if min(a.subjects, a.burst, a.heads, a.head_burst) < 1 or \
+                    not (0 < a.rate <= MAX_RATE and 0 < a.head_rate <= MAX_RATE):
+                return f"{name}: every allowance must be positive (rates at most {MAX_RATE:g}/s)"
         if not 0 < self.strangers_total <= self.total or self.buckets < 1:
             return "strangers_total must be 1..total, and buckets positive"
-        if self.stranger.subjects > self.trusted.subjects or self.stranger.heads > self.trusted.heads:
+        if self.stranger.subjects > self.trusted.subjects or self.stranger.heads > self.trusted.heads \
+                or self.stranger.rate > self.trusted.rate:
             return "strangers may not get more room than trusted issuers"
         return None
 
