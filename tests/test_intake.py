@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from trust.attestation import open_tree_head, sign_attestation
+from trust.attestation import open_attestation, open_tree_head, sign_attestation
 from trust.identity import Identity
 from trust.intake import STRANGER, TRUSTED, Allowance, Intake, IntakeLimits
 from trust.ledger import Ledger
@@ -196,3 +196,38 @@ def test_config_sets_the_intake_limits() -> None:
                 "peer_heads_stranger = 100", "attestation_subjects_trusted = 0", "attestations_total = 20000000"):
         with pytest.raises(ConfigError, match="attestation and peer head limits"):
             parse_config(f"[limits]\n{bad}\n")
+
+
+def test_status_shows_the_intake_and_drops_by_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    import overlay.cli_node as cli_node
+    from overlay.cli import main
+
+    ik = Intake(SMALL)
+    for _ in range(5):
+        ik.admit_attestation("s1", True, False, 0.0)
+    info = {"peer_id": ME.peer_id, "addrs": [], "connected_peers": 0, "dht_routing_table": 0, "contents": 0,
+            "complete": 0, "uptime_s": 1.0, "trust_snapshot_age_s": None, "gossip_intake": ik.snapshot()}
+    monkeypatch.setattr(cli_node, "_call", lambda obj, req, **kw: info)
+    res = CliRunner().invoke(main, ["--home", str(tmp_path), "status"])
+    assert res.exit_code == 0, res.output
+    assert "gossip:     3/20 attestations held from 1 issuers (3/8 from strangers)" in res.output
+    assert "dropped:    subjects 2" in res.output
+
+
+def test_drops_reach_prometheus(tmp_path: Path) -> None:
+    from overlay.metrics import Metrics
+    from overlay.reputation_service import ReputationService
+
+    m = Metrics()
+    rs = ReputationService(tmp_path, ME, metrics=m, intake=SMALL)
+    try:
+        for s in subjects(5):
+            env = sign_attestation(A, s, 0.5, 1, 1, EV)
+            rs._on_attestation(open_attestation(env), env, A.peer_id)
+        assert m.registry.get_sample_value("vouchnet_gossip_dropped_total",
+                                           {"kind": "attestation", "reason": "subjects"}) == 2
+        assert rs.intake.dropped == {"subjects": 2}
+    finally:
+        rs.close()
