@@ -202,5 +202,8 @@ def test_100k_attestations_from_1000_issuers_keep_caps_and_ticks(tmp_path: Path)
         assert len(sizes) == 10 and max(sizes) <= MAX_BODY
         assert len(rs.rep.last_snapshot.global_) > 5_000
         assert ledger_trust_check(rs.ledger) == []
+        # What `vouchnet trust show` lists (was a scan of all pairs per peer: ~10^9 steps here).
+        rows = {r["peer_id"]: r for r in rs.rep.table()}
+        assert len(rows) > 5_000 and rows[ids[1]]["attestations"] >= 1
     finally:
         rs.close()

@@ -325,11 +325,14 @@ class Reputation:
         peers.discard(self.peer_id)
         ranked = sorted(s.global_.items(), key=lambda kv: (-kv[1], kv[0])) if s else []
         rank = {p: i + 1 for i, (p, _) in enumerate(ranked)}
+        about: dict[str, int] = {}  # counted once: a scan per peer was quadratic with many attestations
+        for _, j in self.state.received:
+            about[j] = about.get(j, 0) + 1
         rows = []
         for p in sorted(peers, key=lambda p: (rank.get(p, 10**9), p)):
             local, glob = self.trust_of(p)
             rows.append({"peer_id": p, "local": local, "global": glob, "rank": rank.get(p),
-                         "attestations": sum(1 for (i, j) in self.state.received if j == p),
+                         "attestations": about.get(p, 0),
                          "equivocated": p in self.state.equivocators,
                          "evidence": dict(self.state.counts.get(p, {}))})
         return rows
