@@ -93,6 +93,13 @@ def status(obj: Ctx, as_json: bool) -> None:
                    f"per peer {lim['per_peer']}")
         refused = ", ".join(f"{k} {v}" for k, v in streams["refused"].items() if v) or "none"
         click.echo(f"refused:    {refused}")
+    intake = info.get("gossip_intake")
+    if intake:  # per-issuer caps on gossip (trust.intake): what is held, and drops by reason
+        lim = intake["limits"]
+        click.echo(f"gossip:     {intake['held']}/{lim['total']} attestations held from {intake['issuers']} issuers "
+                   f"({intake['held_strangers']}/{lim['strangers_total']} from strangers)")
+        dropped = ", ".join(f"{k} {v}" for k, v in intake["dropped"].items() if v) or "none"
+        click.echo(f"dropped:    {dropped}")
 
 
 @main.command()

@@ -47,6 +47,14 @@ class Metrics:
             "Connections closed for sending past the Yamux receive window or over the buffering limits",
             ["reason"], registry=r)
 
+        self.gossip_dropped = Counter(
+            "vouchnet_gossip_dropped_total",
+            "Verified attestations and heads not kept: over the per-issuer intake caps (trust.intake)",
+            ["kind", "reason"], registry=r)
+
+    def count_gossip_dropped(self, kind: str, reason: str) -> None:
+        self.gossip_dropped.labels(kind, reason).inc()
+
     def count_connection_refused(self, reason: str) -> None:
         self.connections_refused.labels(reason).inc()
 

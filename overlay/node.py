@@ -86,7 +86,7 @@ class Node:
         self.metrics = Metrics()
         self.reputation = ReputationService(home.path, identity, anchors=config.anchors, damping=config.damping,
                                             interval=config.reputation_interval, trust_floor=config.trust_floor,
-                                            metrics=self.metrics)
+                                            metrics=self.metrics, intake=config.intake_limits())
         self.policy = PolicyService.for_node(home.path, config, self.reputation)  # ConfigError if invalid
         self.reputation.policy = self.policy  # gossip gates: relay_gossip, accept_attestation, accept_head
         self.peer_state: dict[str, PeerState] = {}

@@ -25,7 +25,8 @@ def handlers(node: Any) -> dict[str, Callable[[dict[str, Any], Send], Awaitable[
                 "dht_routing_table": node.dht.get_routing_table_size() if node.dht else 0,
                 "trust_snapshot_age_s": None if (age := node.reputation.snapshot_age()) is None else round(age, 2),
                 "connections": node.connection_gate.snapshot(),  # [limits]: limits, use, refusals
-                "streams": node.stream_gate.snapshot()}
+                "streams": node.stream_gate.snapshot(),
+                "gossip_intake": node.reputation.intake.snapshot()}  # per-issuer caps: use, limits, drops
 
     async def peers(req: dict[str, Any], send: Send) -> Any:
         connected = set(node.connected_peers())
