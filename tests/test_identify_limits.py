@@ -143,3 +143,37 @@ def _info(host):
     from overlay.host import parse_peer_multiaddr
 
     return parse_peer_multiaddr(str(host.get_addrs()[0]))
+
+
+@pytest.mark.network
+def test_an_identify_answer_past_the_message_limit_is_cut_off():
+    """The host's own identify of a peer (`_identify_peer`) reads at most max_message bytes."""
+    from libp2p.custom_types import TProtocol
+    from libp2p.utils import varint
+
+    from overlay.host import running_host
+
+    trims: list = []
+
+    async def main() -> None:
+        async with running_host(os.urandom(32), on_identify_trim=lambda f, n: trims.append((f, n))) as victim, \
+                running_host(os.urandom(32)) as attacker:
+            msg = _msg(public_key=attacker.get_public_key().serialize(),
+                       listen_addrs=[_addr(i, 900) for i in range(1000)])
+            raw = msg.SerializeToString()
+
+            async def reply(stream) -> None:
+                try:
+                    await stream.write(varint.encode_uvarint(len(raw)) + raw)
+                finally:
+                    await stream.close()
+
+            attacker.set_stream_handler(TProtocol("/ipfs/id/1.0.0"), reply)
+            await attacker.connect(_info(victim))  # the victim identifies the attacker on connect
+            with trio.fail_after(20):
+                while ("message", 1) not in trims:
+                    await trio.sleep(0.05)
+            assert not victim.get_peerstore().peer_data_map.get(attacker.get_id()) or \
+                len(victim.get_peerstore().addrs(attacker.get_id())) <= LIMITS.max_addrs
+
+    trio.run(main)

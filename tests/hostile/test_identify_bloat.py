@@ -25,13 +25,14 @@ pytestmark = pytest.mark.network
 IDENTIFY = "/ipfs/id/1.0.0"
 PUSH = "/ipfs/id/push/1.0.0"
 IDENTITIES = 40
-ADDRS = 1000  # per message: what py-libp2p itself still accepts
+ADDRS = 1000  # in the identify answer, as filed: what py-libp2p itself still accepts
 ADDR_LEN = 200  # characters of each /unix/ path; every 10th is far longer
-PUSHES = 3
+PUSHES = 3  # then pushes small enough to be read (< 64 KiB) but over every per-field limit
+PUSH_ADDRS = 120
 MiB = 1 << 20
 
 
-def bloated_identify(host: object, round_: int) -> bytes:
+def bloated_identify(host: object, round_: int, n_addrs: int, n_protocols: int, version_len: int) -> bytes:
     """A valid identify message (the host's own key) carrying as much as py-libp2p accepts."""
     from libp2p.identity.identify.pb.identify_pb2 import Identify
     from libp2p.utils import varint
@@ -39,11 +40,12 @@ def bloated_identify(host: object, round_: int) -> bytes:
 
     tag = str(host.get_id())[-8:]  # type: ignore[attr-defined]
     addrs = [Multiaddr(f"/unix/{tag}-{round_}-{i:04d}-" + "a" * (900 if i % 10 == 9 else ADDR_LEN)).to_bytes()
-             for i in range(ADDRS)]
-    msg = Identify(protocol_version="ipfs/0.1.0" + "v" * 4000, agent_version="bloat/" + "a" * 20000,
+             for i in range(n_addrs)]
+    msg = Identify(protocol_version="ipfs/0.1.0" + "v" * version_len, agent_version="bloat/" + "a" * version_len,
                    public_key=host.get_public_key().serialize(),  # type: ignore[attr-defined]
                    listen_addrs=addrs, observed_addr=Multiaddr("/unix/" + "o" * 900).to_bytes(),
-                   protocols=[f"/bloat/{round_}/{i}/" + "p" * 40 for i in range(4000)])
+                   protocols=[f"/bloat/{round_}/{i}/" + ("p" * 200 if i % 50 == 0 else "p" * 30)
+                              for i in range(n_protocols)])
     raw = msg.SerializeToString()
     return varint.encode_uvarint(len(raw)) + raw
 
@@ -53,7 +55,7 @@ async def announce_bloat(ctx: AttackContext) -> None:
     from libp2p.custom_types import TProtocol
 
     for host in ctx.hosts:
-        payload = bloated_identify(host, 0)
+        payload = bloated_identify(host, 0, ADDRS, 4000, 20000)
 
         async def reply(stream: object, payload: bytes = payload) -> None:
             try:
@@ -72,7 +74,7 @@ async def announce_bloat(ctx: AttackContext) -> None:
                 await host.connect(ctx.target)  # type: ignore[attr-defined]
                 for r in range(1, PUSHES + 1):
                     stream = await ctx.open(host, PUSH)
-                    await stream.write(bloated_identify(host, r))
+                    await stream.write(bloated_identify(host, r, PUSH_ADDRS, 300, 2000))
                     await stream.close()
                     pushed += 1
         except Exception as exc:  # the victim may refuse or reset; report it, the test decides
@@ -116,18 +118,19 @@ def test_identify_bloat_is_bounded_and_peers_still_answers(cluster: Cluster, loo
         def all_identified() -> dict[str, dict] | None:
             rows, _ = peers_json(victim)
             got = {r["peer_id"]: r for r in rows if r["peer_id"] in attackers}
-            return got if len(got) == len(attackers) and all(r.get("addrs_total", r["addrs"]) for r in got.values()) else None
+            return got if len(got) == len(attackers) and all(r.get("addrs_total", len(r["addrs"])) >= 32 for r in got.values()) else None
 
         got = wait_for(all_identified, "every attacker's identify stored", timeout=120, poll=1.0)
         from overlay.control import MAX_RESPONSE_LINE
         from overlay.libp2p_compat.identify import IdentifyLimits
-        from overlay.node_control import MAX_ADDRS_SHOWN, MAX_FIELD_CHARS
+        from overlay.node_control import MAX_ADDRS_SHOWN
+        from overlay.paging import MAX_FIELD_CHARS
 
         limits = IdentifyLimits()
         rows, size = peers_json(victim)
         assert size < MAX_RESPONSE_LINE
         for r in got.values():
-            assert 0 < r["addrs_total"] <= limits.max_addrs  # the peerstore kept a bounded set...
+            assert r["addrs_total"] == limits.max_addrs  # the peerstore kept a bounded set...
             assert len(r["addrs"]) <= MAX_ADDRS_SHOWN  # ...of which the answer shows a few
             assert all(len(a) <= MAX_FIELD_CHARS for a in r["addrs"])
             assert all("aaaa" * 100 not in a for a in r["addrs"])  # over-long addresses were dropped
