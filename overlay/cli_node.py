@@ -8,6 +8,7 @@ import click
 
 from overlay import control
 from overlay.cli import Ctx, _progress, emit_json, fail, main
+from overlay.cli_paging import page_options, paged
 from overlay.config import load_config
 
 
@@ -104,15 +105,20 @@ def status(obj: Ctx, as_json: bool) -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable output.")
+@page_options("peer")
 @click.pass_obj
-def peers(obj: Ctx, as_json: bool) -> None:
+def peers(obj: Ctx, as_json: bool, limit: int | None, after: str | None) -> None:
     """List known peers: connection state, addresses and what this node observed of them.
 
+    The node answers in pages; all of them are shown unless --limit asks for one (the command
+    for the next page is then printed on stderr). At most 8 addresses are listed per peer.
+
     \b
-    Example:
+    Examples:
       vouchnet --home ./alice peers --json
+      vouchnet --home ./alice peers --limit 50 --after 12D3KooW...
     """
-    rows = _call(obj, {"op": "peers"})
+    rows = paged(obj.home.path, {"op": "peers"}, "peers", limit, after, "peers")
     if as_json:
         emit_json(rows)
         return
@@ -121,7 +127,10 @@ def peers(obj: Ctx, as_json: bool) -> None:
     table = Table("peer ID", "state", "address", "observations", "verdict")
     for r in rows:
         obs = ", ".join(f"{k}={v}" for k, v in sorted(r["observations"].items())) or "-"
-        table.add_row(r["peer_id"], "connected" if r["connected"] else "seen", (r["addrs"] or ["-"])[0], obs,
+        addr = (r["addrs"] or ["-"])[0]
+        more = r.get("addrs_total", len(r["addrs"])) - 1
+        table.add_row(r["peer_id"], "connected" if r["connected"] else "seen",
+                      addr + (f" (+{more} more)" if more > 0 else ""), obs,
                       "[red]misbehaved[/]" if r["misbehaved"] else "ok")
     Console().print(table)
 

@@ -113,7 +113,8 @@ class Node:
                                 on_stream_failure=self.metrics.count_stream_failure,
                                 conn_config=connection_config_for(conn_limits),
                                 resource_manager=resource_manager_for(conn_limits),
-                                on_window_violation=self._window_violation) as host:
+                                on_window_violation=self._window_violation,
+                                on_identify_trim=self.metrics.count_identify_trimmed) as host:
             self.host = host
             # compat (t): inbound connections by [limits], a share kept for trusted peers
             gate_inbound_connections(host, self.connection_gate, self.trusted_peer,
