@@ -52,13 +52,13 @@ class Metrics:
             "Verified attestations and heads not kept: over the per-issuer intake caps (trust.intake)",
             ["kind", "reason"], registry=r)
 
-    def count_gossip_dropped(self, kind: str, reason: str) -> None:
-        self.gossip_dropped.labels(kind, reason).inc()
-
         self.identify_trimmed = Counter(
             "vouchnet_identify_trimmed_total",
             "Items a peer's identify or identify-push carried past the limits, dropped (libp2p_compat (v))",
             ["field"], registry=r)
+
+    def count_gossip_dropped(self, kind: str, reason: str) -> None:
+        self.gossip_dropped.labels(kind, reason).inc()
 
     def count_identify_trimmed(self, field: str, n: int) -> None:
         self.identify_trimmed.labels(field).inc(n)
