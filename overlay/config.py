@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from trust.errors import ConfigError
+from trust.intake import IntakeLimits
 from trust.peerid import is_peer_id
 from trust.manifest import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
 from overlay.net.limits import ConnectionLimits
@@ -70,6 +71,20 @@ streams_strangers = 48
 # Streams whose request is still arriving (each gets 2 s to send it; a slow sender holds one of
 # these, never a serving slot).
 requests_pending = 256
+# Gossip intake (shown with drops by reason by `vouchnet status`): what one issuer may make
+# this node keep. Trusted issuers (anchors, trust > 0 here) get the larger allowance.
+# Distinct subjects one issuer's attestations may occupy.
+attestation_subjects_stranger = 256
+attestation_subjects_trusted = 8192
+# Attestations stored per second per issuer, sustained (bursts: 256 / 8192).
+attestation_rate_stranger = 1.0
+attestation_rate_trusted = 50.0
+# (issuer, subject) pairs held from all strangers together, and from everyone.
+attestations_strangers = 10000
+attestations_total = 100000
+# Signed ledger heads kept per peer (the latest).
+peer_heads_stranger = 4
+peer_heads_trusted = 64
 
 [metrics]
 # Prometheus /metrics endpoint, bound to 127.0.0.1 only.
@@ -109,6 +124,23 @@ class Config:
     streams_total: int = 64
     streams_strangers: int = 48
     requests_pending: int = 256
+    attestation_subjects_stranger: int = 256
+    attestation_subjects_trusted: int = 8192
+    attestation_rate_stranger: float = 1.0
+    attestation_rate_trusted: float = 50.0
+    attestations_strangers: int = 10_000
+    attestations_total: int = 100_000
+    peer_heads_stranger: int = 4
+    peer_heads_trusted: int = 64
+
+    def intake_limits(self) -> IntakeLimits:
+        d = IntakeLimits()
+        return IntakeLimits(
+            stranger=replace(d.stranger, subjects=self.attestation_subjects_stranger,
+                             rate=float(self.attestation_rate_stranger), heads=self.peer_heads_stranger),
+            trusted=replace(d.trusted, subjects=self.attestation_subjects_trusted,
+                            rate=float(self.attestation_rate_trusted), heads=self.peer_heads_trusted),
+            strangers_total=self.attestations_strangers, total=self.attestations_total)
 
     def connection_limits(self) -> ConnectionLimits:
         return ConnectionLimits(total=self.connections_total, strangers=self.connections_strangers,
@@ -129,9 +161,13 @@ _SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
                    "damping": ((int, float), "damping"), "trust_floor": ((int, float), "trust_floor")},
     "metrics": {"enabled": (bool, "metrics_enabled"), "port": (int, "metrics_port")},
     "policy": {"file": (str, "policy_file")},
-    "limits": {k: (int, k) for k in ("connections_total", "connections_strangers", "connections_per_peer",
-                                     "connections_per_ip", "connections_per_subnet", "handshakes_pending",
-                                     "streams_total", "streams_strangers", "requests_pending")},
+    "limits": {**{k: (int, k) for k in ("connections_total", "connections_strangers", "connections_per_peer",
+                                        "connections_per_ip", "connections_per_subnet", "handshakes_pending",
+                                        "streams_total", "streams_strangers", "requests_pending",
+                                        "attestation_subjects_stranger", "attestation_subjects_trusted",
+                                        "attestations_strangers", "attestations_total",
+                                        "peer_heads_stranger", "peer_heads_trusted")},
+               **{k: ((int, float), k) for k in ("attestation_rate_stranger", "attestation_rate_trusted")}},
 }
 # ConnectionLimits field -> its [limits] key, for error messages.
 _LIMIT_KEYS = {"total": "connections_total", "strangers": "connections_strangers", "per_peer": "connections_per_peer",
@@ -188,6 +224,10 @@ def _check(cfg: Config, source: str) -> None:
     problem = cfg.stream_limits().check(_STREAM_KEYS)
     if problem:
         raise ConfigError(f"{source}: {'' if problem.startswith('node.') else 'limits.'}{problem}")
+    problem = cfg.intake_limits().check() or (None if cfg.attestations_total <= 10_000_000 else
+                                               "attestations_total must be at most 10,000,000")
+    if problem:  # (IntakeLimits.check names its fields: strangers_total = attestations_strangers, ...)
+        raise ConfigError(f"{source}: limits: attestation and peer head limits: {problem}")
     if len(cfg.listen) > 16 or len(cfg.bootstrap) > 64:
         raise ConfigError(f"{source}: at most 16 listen and 64 bootstrap addresses")
 

@@ -47,6 +47,22 @@ class Metrics:
             "Connections closed for sending past the Yamux receive window or over the buffering limits",
             ["reason"], registry=r)
 
+        self.gossip_dropped = Counter(
+            "vouchnet_gossip_dropped_total",
+            "Verified attestations and heads not kept: over the per-issuer intake caps (trust.intake)",
+            ["kind", "reason"], registry=r)
+
+        self.identify_trimmed = Counter(
+            "vouchnet_identify_trimmed_total",
+            "Items a peer's identify or identify-push carried past the limits, dropped (libp2p_compat (v))",
+            ["field"], registry=r)
+
+    def count_gossip_dropped(self, kind: str, reason: str) -> None:
+        self.gossip_dropped.labels(kind, reason).inc()
+
+    def count_identify_trimmed(self, field: str, n: int) -> None:
+        self.identify_trimmed.labels(field).inc(n)
+
     def count_connection_refused(self, reason: str) -> None:
         self.connections_refused.labels(reason).inc()
 

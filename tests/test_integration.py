@@ -586,6 +586,8 @@ def test_control_socket(net: Net, tmp_path: Path):
     assert net.p.proc.poll() is None
     st = net.p.cli_json("status")
     assert st["peer_id"] == net.p.peer_id
+    assert st["gossip_intake"]["limits"]["strangers_total"] == 10_000  # per-issuer gossip caps (H4)
+    assert set(st["gossip_intake"]["dropped"]) == {"subjects", "strangers", "total", "rate", "head_rate", "heads_kept"}
 
     idle = tmp_path / "idle"
     init_home(idle)

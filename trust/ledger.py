@@ -1235,6 +1235,20 @@ class Ledger:
                 self._insert_equivocation(eq)
         return eq
 
+    def prune_peer_heads(self, issuer: str, keep: int) -> int:
+        """Delete all but the `keep` latest heads (by seq) of `issuer`; returns how many went.
+        Heads kept per peer were unbounded (issue 10, finding 4); the caller picks `keep`
+        (trust.intake). Equivocation is still caught between any two heads kept, and proofs
+        already found stay in the equivocations table."""
+        self._writable()
+        if keep < 1:
+            raise ValueError("keep at least one head per peer")
+        with self._lock, self._write() as db:
+            cur = db.execute("DELETE FROM peer_heads WHERE issuer = ? AND rowid NOT IN "
+                             "(SELECT rowid FROM peer_heads WHERE issuer = ? ORDER BY seq DESC, rowid DESC LIMIT ?)",
+                             (issuer, issuer, keep))
+            return cur.rowcount
+
     def _insert_equivocation(self, eq: Equivocation) -> bool:
         cur = self._db.execute("INSERT OR IGNORE INTO equivocations(issuer, kind, proof, ts) VALUES (?, ?, ?, ?)",
                                (eq.issuer, eq.kind, eq.to_bytes(), _now_ms()))

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from overlay.node import control
-from overlay.cli.app import Ctx, progress, emit_json, fail, main
+from overlay.cli.app import Ctx, emit_json, fail, main, progress
+from overlay.cli.paging import page_options, paged
 from overlay.config import load_config
 
 
@@ -93,19 +94,31 @@ def status(obj: Ctx, as_json: bool) -> None:
                    f"per peer {lim['per_peer']}")
         refused = ", ".join(f"{k} {v}" for k, v in streams["refused"].items() if v) or "none"
         click.echo(f"refused:    {refused}")
+    intake = info.get("gossip_intake")
+    if intake:  # per-issuer caps on gossip (trust.intake): what is held, and drops by reason
+        lim = intake["limits"]
+        click.echo(f"gossip:     {intake['held']}/{lim['total']} attestations held from {intake['issuers']} issuers "
+                   f"({intake['held_strangers']}/{lim['strangers_total']} from strangers)")
+        dropped = ", ".join(f"{k} {v}" for k, v in intake["dropped"].items() if v) or "none"
+        click.echo(f"dropped:    {dropped}")
 
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable output.")
+@page_options("peer")
 @click.pass_obj
-def peers(obj: Ctx, as_json: bool) -> None:
+def peers(obj: Ctx, as_json: bool, limit: int | None, after: str | None) -> None:
     """List known peers: connection state, addresses and what this node observed of them.
 
+    The node answers in pages; all of them are shown unless --limit asks for one (the command
+    for the next page is then printed on stderr). At most 8 addresses are listed per peer.
+
     \b
-    Example:
+    Examples:
       vouchnet --home ./alice peers --json
+      vouchnet --home ./alice peers --limit 50 --after 12D3KooW...
     """
-    rows = _call(obj, {"op": "peers"})
+    rows = paged(obj.home.path, {"op": "peers"}, "peers", limit, after, "peers")
     if as_json:
         emit_json(rows)
         return
@@ -114,7 +127,10 @@ def peers(obj: Ctx, as_json: bool) -> None:
     table = Table("peer ID", "state", "address", "observations", "verdict")
     for r in rows:
         obs = ", ".join(f"{k}={v}" for k, v in sorted(r["observations"].items())) or "-"
-        table.add_row(r["peer_id"], "connected" if r["connected"] else "seen", (r["addrs"] or ["-"])[0], obs,
+        addr = (r["addrs"] or ["-"])[0]
+        more = r.get("addrs_total", len(r["addrs"])) - 1
+        table.add_row(r["peer_id"], "connected" if r["connected"] else "seen",
+                      addr + (f" (+{more} more)" if more > 0 else ""), obs,
                       "[red]misbehaved[/]" if r["misbehaved"] else "ok")
     Console().print(table)
 

@@ -7,6 +7,7 @@ import click
 
 from overlay.node import control
 from overlay.cli.app import Ctx, emit_json, main
+from overlay.cli.paging import page_options, paged
 
 
 def _offline(obj: Ctx):
@@ -23,13 +24,13 @@ def _offline(obj: Ctx):
 def _query(obj: Ctx, req: dict[str, Any]) -> Any:
     if control.node_running(obj.home.path):
         return control.call(obj.home.path, req)
-    from overlay.node.operations import rate_content, trust_table
+    from overlay.node.operations import explain_bounded, rate_content, trust_page
     service = _offline(obj)
     try:
-        if req["op"] == "trust":
-            return trust_table(service, req.get("peer"))
+        if req["op"] == "trust":  # the same pages as the node's answer
+            return trust_page(service, req)
         if req["op"] == "explain":
-            return service.rep.explain(req["peer"])
+            return explain_bounded(service, req["peer"])
         store = obj.store()
         try:
             return rate_content(store, service, req["cid"], req["verdict"], req.get("reason") or "")
@@ -71,19 +72,26 @@ def trust() -> None:
 @trust.command("show")
 @click.argument("peer", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable output.")
+@page_options("row")
 @click.pass_obj
-def trust_show(obj: Ctx, peer: str | None, as_json: bool) -> None:
+def trust_show(obj: Ctx, peer: str | None, as_json: bool, limit: int | None, after: str | None) -> None:
     """Local and global trust, rank and number of attestations, per peer.
 
     A peer is "reported (N%)" when credible witnesses' attestations call it faulty: N% of their
     weight does. Reported peers are asked for content only after every unreported one.
 
     \b
+    Rows come in pages (by rank); all are shown unless --limit asks for one page, whose
+    cursor (for --after) is then printed on stderr.
+
+    \b
     Examples:
       vouchnet --home ./alice trust show
       vouchnet --home ./alice trust show 12D3KooW... --json
+      vouchnet --home ./alice trust show --limit 20
     """
-    rows = _query(obj, {"op": "trust", "peer": peer})
+    rows = paged(obj.home.path, {"op": "trust", "peer": peer}, "rows", limit, after, "trust show",
+                 query=lambda req: _query(obj, req))
     if as_json:
         emit_json(rows)
         return

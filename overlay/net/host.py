@@ -15,7 +15,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from overlay.net.libp2p_compat import (
+    IdentifyLimits,
+    IdentifyTrim,
     OnWindowViolation,
+    bound_identify_intake,
     StreamFailure,
     connection_config,
     disable_auto_dial,
@@ -88,6 +91,8 @@ def build_host(
     negotiate_timeout: int = 10,
     on_stream_failure: StreamFailure | None = None,
     on_window_violation: OnWindowViolation | None = None,
+    on_identify_trim: IdentifyTrim | None = None,
+    identify_limits: IdentifyLimits | None = None,
     **new_host_kwargs: Any,
 ) -> IHost:
     """A py-libp2p host with the Ed25519 identity from ``seed`` and our fixed stack.
@@ -106,7 +111,9 @@ def build_host(
     failure ends that stream only and is reported to ``on_stream_failure``. Every connection
     whose peer sends past the Yamux receive window it was granted, or makes us buffer more
     than a connection may, is closed and reported to ``on_window_violation`` (libp2p_compat
-    (o)).
+    (o)). What a peer's identify and identify-push can make the host store is bounded
+    (``identify_limits``, default :class:`~overlay.net.libp2p_compat.IdentifyLimits`); what is
+    dropped is reported to ``on_identify_trim`` by field (libp2p_compat (v)).
 
     ``negotiate_timeout`` (seconds, libp2p default 30) bounds multistream-select protocol
     negotiation on new streams. ``enable_mdns`` is passed to libp2p as is (measured: its
@@ -144,6 +151,7 @@ def build_host(
     guard_inbound_streams(host, on_stream_failure)
     enforce_receive_windows(host, on_window_violation)
     redial_closed_connections(host)  # (u)
+    bound_identify_intake(host, identify_limits, on_identify_trim)  # (v)
     return host
 
 

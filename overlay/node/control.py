@@ -4,7 +4,9 @@ Protocol (documented in docs/control.md): the client sends ONE request, a JSON o
 line (at most 64 KiB), e.g. ``{"op": "status"}``. The node answers with JSON lines: zero or
 more events (``{"event": "progress", ...}``) and then exactly one final line, either
 ``{"ok": true, "result": {...}}`` or ``{"ok": false, "error": "message"}``, and closes.
-Ops: status, peers, fetch, share, stop (see docs/control.md for their fields).
+Ops: status, peers, fetch, share, stop (see docs/control.md for their fields). List ops answer
+in pages (``limit``/``after`` in, ``next`` out; overlay/node/paging.py), and no answer line is ever
+longer than :data:`MAX_RESPONSE_LINE`: one that would be is replaced by an error.
 """
 from __future__ import annotations
 
@@ -132,7 +134,13 @@ async def _handle(stream: Any, handlers: dict[str, Handler]) -> None:
         except (KeyError, TypeError, ValueError) as exc:
             await send({"ok": False, "error": f"bad request: {exc}"})
             return
-        await send({"ok": True, "result": result})
+        answer = json.dumps({"ok": True, "result": result})
+        if len(answer) + 1 > MAX_RESPONSE_LINE:  # the client could not read it: say so on one line
+            log.warning("control answer to %r too large (%d bytes)", req["op"][:40], len(answer))
+            await send({"ok": False, "error": f"the answer is larger than {MAX_RESPONSE_LINE} bytes; "
+                                              "ask for fewer rows (limit) or a narrower request"})
+            return
+        await stream.send_all((answer + "\n").encode())
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the CLI went away (e.g. Ctrl-C); nothing to answer
     except Exception:
@@ -186,7 +194,15 @@ def request(home: Path, req: dict[str, Any], timeout: float = 30.0) -> Iterator[
                 raise ControlError(f"the node did not answer within {timeout:.0f} s") from None
             if not line:
                 raise ControlError("the node closed the control connection without an answer")
-            msg = json.loads(line)
+            if not line.endswith(b"\n") and len(line) >= MAX_RESPONSE_LINE:
+                raise ControlError(f"the node's answer is longer than {MAX_RESPONSE_LINE} bytes; "
+                                   "ask for fewer rows (--limit)")
+            try:
+                msg = json.loads(line)
+            except (ValueError, RecursionError):
+                raise ControlError("the node's answer is not valid JSON") from None
+            if not isinstance(msg, dict):
+                raise ControlError("the node's answer is not a JSON object")
             yield msg
             if "ok" in msg:
                 return
@@ -203,3 +219,16 @@ def call(home: Path, req: dict[str, Any], timeout: float = 30.0,
             raise ControlError(msg.get("error", "the node refused the request"))
         return msg.get("result")
     raise ControlError("no answer from the node")
+
+
+def call_pages(home: Path, req: dict[str, Any], field: str, timeout: float = 30.0) -> list[Any]:
+    """Every row of a paged list op (see overlay/node/paging.py), following ``next`` from page to page."""
+    from overlay.node.daemon.paging import MAX_LIMIT, follow
+
+    try:
+        return follow(lambda after: call(home, {**req, "limit": req.get("limit") or MAX_LIMIT, "after": after},
+                                         timeout), field, req.get("after"))
+    except ControlError:
+        raise
+    except VouchnetError as exc:  # the pages did not add up: as much the node's fault as a bad answer
+        raise ControlError(str(exc)) from None

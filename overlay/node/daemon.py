@@ -22,7 +22,7 @@ from overlay.home import Home
 from overlay.net.host import parse_peer_multiaddr, running_host
 from overlay.wire.framing import FrameWriter
 from overlay.net.local_discovery import LocalDiscovery
-from overlay.net.libp2p_compat import (WRITE_SIZE, WindowViolation, connect_fresh, connection_config_for,
+from overlay.net.libp2p_compat import (WRITE_SIZE, announce_directly, WindowViolation, connect_fresh, connection_config_for,
                                    find_providers_early, forget_failed_dial, gate_inbound_connections,
                                    rank_provider_records, resource_manager_for, whole_frames)
 from overlay.net.limits import ConnectionGate
@@ -86,7 +86,7 @@ class Node:
         self.metrics = Metrics()
         self.reputation = ReputationService(home.path, identity, anchors=config.anchors, damping=config.damping,
                                             interval=config.reputation_interval, trust_floor=config.trust_floor,
-                                            metrics=self.metrics)
+                                            metrics=self.metrics, intake=config.intake_limits())
         self.policy = PolicyService.for_node(home.path, config, self.reputation)  # ConfigError if invalid
         self.reputation.policy = self.policy  # gossip gates: relay_gossip, accept_attestation, accept_head
         self.peer_state: dict[str, PeerState] = {}
@@ -113,7 +113,8 @@ class Node:
                                 on_stream_failure=self.metrics.count_stream_failure,
                                 conn_config=connection_config_for(conn_limits),
                                 resource_manager=resource_manager_for(conn_limits),
-                                on_window_violation=self._window_violation) as host:
+                                on_window_violation=self._window_violation,
+                                on_identify_trim=self.metrics.count_identify_trimmed) as host:
             self.host = host
             # compat (t): inbound connections by [limits], a share kept for trusted peers
             gate_inbound_connections(host, self.connection_gate, self.trusted_peer,
@@ -233,8 +234,13 @@ class Node:
     async def provide(self, cid: str) -> None:
         if self.dht is None:
             return
+        key = bytes.fromhex(dht_key(parse_cid(cid)))
         with trio.move_on_after(self.limits.dht_timeout):
             try:
+                # Our own connected peers first, trusted ones first (libp2p_compat (w)): sybils
+                # can own the XOR-closest set, not the peers we chose to be connected to.
+                peers = sorted(self.host.get_connected_peers(), key=lambda p: not self.trusted_peer(str(p)))
+                await announce_directly(self.dht, peers, key, self.limits.dht_timeout / 2)
                 await self.dht.provide(dht_key(parse_cid(cid)))
             except Exception as exc:
                 log.info("could not announce %s on the DHT: %s", cid, exc)

@@ -8,12 +8,19 @@ from typing import Any, Awaitable, Callable
 import trio
 
 from overlay.node.fetch import Fetch, dial_named, order_providers, refusal
+from overlay.node.daemon.paging import clip, page, page_request
 from overlay.services.policy import PolicyDenied
 from policy import Action
 from trust.errors import VouchnetError
 from trust.manifest import parse_cid
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+# Per-row bounds of list answers (with overlay/node/paging.py's MAX_LIMIT rows they fit one line).
+MAX_ADDRS_SHOWN = 8  # addresses shown per peer; `addrs_total` says how many the node has
+MAX_KINDS = 32
+MAX_LIST_ROWS = 500  # `explain`: attestations about the peer, and evidence entries
+UNRANKED = 10**9
 
 
 def handlers(node: Any) -> dict[str, Callable[[dict[str, Any], Send], Awaitable[Any]]]:
@@ -25,26 +32,24 @@ def handlers(node: Any) -> dict[str, Callable[[dict[str, Any], Send], Awaitable[
                 "dht_routing_table": node.dht.get_routing_table_size() if node.dht else 0,
                 "trust_snapshot_age_s": None if (age := node.reputation.snapshot_age()) is None else round(age, 2),
                 "connections": node.connection_gate.snapshot(),  # [limits]: limits, use, refusals
-                "streams": node.stream_gate.snapshot()}
+                "streams": node.stream_gate.snapshot(),
+                "gossip_intake": node.reputation.intake.snapshot()}  # per-issuer caps: use, limits, drops
 
     async def peers(req: dict[str, Any], send: Send) -> Any:
+        pr = page_request(req)  # paged: whatever peers send, the answer fits one control line
         connected = set(node.connected_peers())
         rep = node.reputation
         summaries = {s.peer: s for s in rep.rep.summary()}
+        chosen, nxt = page(sorted(connected | set(summaries)), pr)
         out = []
-        for peer in sorted(connected | set(summaries)):
-            addrs = []
-            try:
-                from libp2p.peer.id import ID
-                addrs = [str(a) for a in node.host.get_peerstore().addrs(ID.from_base58(peer))]
-            except Exception:  # nosec B110 - a peer known only from observations has no addresses
-                pass
+        for peer in chosen:
             s = summaries.get(peer)
             local, glob = rep.rep.trust_of(peer)
-            out.append({"peer_id": peer, "connected": peer in connected, "addrs": addrs,
-                        "observations": s.counts if s else {}, "misbehaved": bool(s and s.misbehaved),
+            out.append({**peer_addrs(node.host, peer), "peer_id": clip(peer), "connected": peer in connected,
+                        "observations": bounded_counts(s.counts) if s else {},
+                        "misbehaved": bool(s and s.misbehaved),
                         "local_trust": local, "global_trust": glob, "distrusted": rep.distrusted(peer)})
-        return out
+        return {"peers": out, "next": nxt}
 
     async def connect(req: dict[str, Any], send: Send) -> Any:
         return {"peer_id": await node.connect(str(req["addr"]))}
@@ -131,10 +136,10 @@ def handlers(node: Any) -> dict[str, Callable[[dict[str, Any], Send], Awaitable[
                 "root": m.root.hex(), "media_type": m.media_type, "publisher": m.publisher}
 
     async def trust(req: dict[str, Any], send: Send) -> Any:
-        return trust_table(node.reputation, req.get("peer"))
+        return trust_page(node.reputation, req)
 
     async def explain(req: dict[str, Any], send: Send) -> Any:
-        return node.reputation.rep.explain(str(req["peer"]))
+        return explain_bounded(node.reputation, str(req["peer"]))
 
     async def rate(req: dict[str, Any], send: Send) -> Any:
         return rate_content(node.store, node.reputation, str(req["cid"]), str(req["verdict"]),
@@ -163,6 +168,46 @@ def rate_content(store: Any, reputation: Any, cid: str, verdict: str, reason: st
         raise VouchnetError("this is your own content: there is nobody to rate")
     idx = reputation.rate(cid, verdict, publisher, providers, reason)
     return {"cid": cid, "verdict": verdict, "publisher": publisher, "providers": providers, "ledger_index": idx}
+
+
+def trust_page(service: Any, req: dict[str, Any]) -> dict[str, Any]:
+    """One page of :func:`trust_table` in its order (rank, then peer ID); the cursor is the row's key."""
+    pr = page_request(req)
+    peer = req.get("peer")
+    rows = {trust_key(r): r for r in trust_table(service, str(peer) if peer else None)}
+    chosen, nxt = page(sorted(rows), pr)
+    return {"rows": [{**rows[k], "peer_id": clip(rows[k]["peer_id"]), "evidence": bounded_counts(rows[k]["evidence"])}
+                     for k in chosen], "next": nxt}
+
+
+def trust_key(row: dict[str, Any]) -> str:
+    # Fixed width, so string order is the table's order; unranked peers last, as in the table.
+    return f"{row['rank'] or UNRANKED:010d}:{row['peer_id']}"
+
+
+def explain_bounded(service: Any, peer: str) -> dict[str, Any]:
+    """`explain`, with the attestations about the peer (one per issuer: sybils add rows) capped."""
+    out = service.rep.explain(peer)
+    atts = out["attestations_about"]
+    out["attestations_about_total"] = len(atts)
+    out["attestations_about"] = atts[:MAX_LIST_ROWS]
+    out["evidence"] = out["evidence"][-MAX_LIST_ROWS:]
+    return out
+
+
+def peer_addrs(host: Any, peer: str) -> dict[str, Any]:
+    """At most MAX_ADDRS_SHOWN of the peer's addresses, each clipped, and how many there are."""
+    try:
+        from libp2p.peer.id import ID
+        addrs = list(host.get_peerstore().addrs(ID.from_base58(peer)))
+    except Exception:  # nosec B110 - a peer known only from observations has no addresses
+        addrs = []
+    return {"addrs": [clip(a) for a in addrs[:MAX_ADDRS_SHOWN]], "addrs_total": len(addrs)}
+
+
+def bounded_counts(counts: dict[str, Any]) -> dict[str, Any]:
+    """A counts-by-kind dict with at most MAX_KINDS kinds, names clipped (kinds are ours; belt and braces)."""
+    return {clip(k, 64): v for k, v in list(sorted(counts.items()))[:MAX_KINDS]}
 
 
 def trust_table(service: Any, peer: str | None = None) -> list[dict[str, Any]]:

@@ -7,7 +7,10 @@ does a WAL checkpoint: both run in a worker thread (the ledger is thread-safe, a
 hold no lock the event loop's ledger writes need), so serving goes on meanwhile. Received
 attestations, heads and equivocation proofs are verified and passed through the trust and
 policy gates (gossip validators: a refused record is neither delivered nor relayed), checked
-for replay and equivocation, and written to the ledger before they count.
+for replay and equivocation, then against the per-issuer intake caps (trust/intake.py), and
+written to the ledger before they count. The caps apply here, after delivery, not in the
+validators: a validator's refusal counts as an invalid message against the forwarder, who
+may be an honest peer relaying someone else's flood; each node caps by its own view.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import trio
 from overlay.net.gossip import TOPIC_ATTESTATIONS, TOPIC_HEADS, Gossip, GossipParams
 from overlay.metrics import Metrics
 from trust.attestation import Attestation, Equivocation, TreeHead, open_tree_head
+from trust.intake import Intake, IntakeLimits
 from trust.ledger import Ledger
 from trust.observations import Observation
 from trust.reputation import Reputation
@@ -34,9 +38,12 @@ LEDGER_FILE = "ledger.db"
 
 class ReputationService:
     def __init__(self, home: Path, identity: Any, *, anchors: Iterable[str] = (), damping: float = 0.15,
-                 interval: float = 2.0, trust_floor: float = 0.0, metrics: Metrics | None = None):
+                 interval: float = 2.0, trust_floor: float = 0.0, metrics: Metrics | None = None,
+                 intake: IntakeLimits | None = None):
         self.ledger = Ledger(Path(home) / LEDGER_FILE, identity, background_checkpoints=True)
-        self.rep = Reputation(self.ledger, identity, anchors=anchors, damping=damping)
+        # Per-issuer caps on what gossip makes this node keep (issue 10, finding 4).
+        self.intake = Intake(intake or IntakeLimits(), on_drop=metrics.count_gossip_dropped if metrics else None)
+        self.rep = Reputation(self.ledger, identity, anchors=anchors, damping=damping, intake=self.intake)
         self.interval = interval
         self.trust_floor = trust_floor
         self.gossip: Gossip | None = None
@@ -221,8 +228,12 @@ class ReputationService:
     def _on_head(self, head: TreeHead, envelope: bytes, origin: str) -> None:
         if not self._gated and not self.accept_record(TOPIC_HEADS, head, origin):
             return
+        trusted = self.rep.is_trusted(head.issuer)
+        if self.intake.admit_head(head.issuer, trusted) is not None:
+            return  # over its rate: dropped, counted by the intake
         self.stats["heads_in"] += 1
         eq = self.ledger.add_peer_head(envelope)
+        self.intake.heads_evicted(self.ledger.prune_peer_heads(head.issuer, self.intake.heads_kept(trusted)))
         if eq is not None and self.rep.receive_equivocation(eq):
             self._equivocation_found(eq)
 

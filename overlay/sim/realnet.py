@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from overlay.node.control import ControlError, NodeNotRunning, call
+from overlay.node.control import ControlError, NodeNotRunning, call, call_pages
 from overlay.lab.localnet import LISTEN, REPO, NodeProc, clone_content, init_home, spawn_node, stop_all, wait_ready
 
 ADVERSARY_MODES = ("corrupt", "wrong_index", "forged_manifest", "foreign_manifest", "oversized", "malformed", "stall",
@@ -602,7 +602,7 @@ class _Run:
         out: dict[str, dict[str, dict[str, int]]] = {}
         for h in self.honest:
             try:
-                rows = call(h.home, {"op": "peers"}, timeout=10)
+                rows = call_pages(h.home, {"op": "peers"}, "peers", timeout=10)
             except (ControlError, NodeNotRunning, OSError) as exc:
                 raise RealnetError(f"could not read {h.name}'s observations: {exc}") from None
             out[h.name] = {r["peer_id"]: r["observations"] for r in rows}
@@ -742,7 +742,8 @@ def _free_ports(n: int) -> list[int]:
 
 def _distrusted_by(node: Member) -> set[str]:
     """The peer IDs ``node`` distrusts now (its ``trust`` op)."""
-    return {r["peer_id"] for r in call(node.home, {"op": "trust"}, timeout=10) if r.get("distrusted")}
+    return {r["peer_id"] for r in call_pages(node.home, {"op": "trust"}, "rows", timeout=10)
+            if r.get("distrusted")}
 
 
 def _scrape(port: int) -> dict[str, float]:

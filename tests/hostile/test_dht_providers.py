@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
 
-from overlay.lab.localnet import run_cli, start_node
+from overlay.lab.localnet import LocalnetError, run_cli, start_node
 from tests.hostile.attacker import AttackContext, start_attacker
 from tests.nodes import Cluster, NodeProc, wait_for
 
@@ -66,12 +67,21 @@ def test_sybils_cannot_crowd_a_trusted_mirror_out_of_the_dht(cluster: Cluster, l
         fetcher = cluster.add("fetcher", "--bootstrap", victim.addr)
         out = tmp_path / "out.bin"
 
+        tries: list[str] = []
+
         def fetched() -> dict | None:
+            t0 = time.monotonic()
             proc = fetcher.cli("fetch", cid, "-o", str(out), "--json", check=False, timeout=120)
+            tries.append(f"{time.monotonic() - t0:.1f} s: {proc.stderr.decode(errors='replace')[-300:]}")
             return json.loads(proc.stdout) if proc.returncode == 0 else None
 
         # Retried only until the mirror's announcement has landed (it is sent in the background).
-        res = wait_for(fetched, "a fetch found through the DHT", timeout=120, poll=1.0)
+        try:
+            res = wait_for(fetched, "a fetch found through the DHT", timeout=120, poll=1.0)
+        except LocalnetError as exc:
+            seen = {p["peer_id"]: p for p in victim.cli_json("peers")}.get(back.peer_id)
+            raise AssertionError(f"{exc}; tries: {tries[-2:]}; the victim's view of the mirror: {seen}; "
+                                 f"trust: {victim.cli_json('trust', 'show', back.peer_id)}") from None
         assert res["cid"] == cid and out.read_bytes() == target.read_bytes()
         assert res["providers"][back.peer_id]["chunks"] > 0, res["providers"]
         assert victim.proc.poll() is None

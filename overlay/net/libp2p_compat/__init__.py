@@ -37,9 +37,16 @@ Workarounds:
                                                              :func:`resource_manager_for`
 (u) a peer whose connections all closed is not redialled
     until the swarm's own clean-up has run                -> :func:`redial_closed_connections`
+(v) identify and identify-push let a peer decide how much
+    the node stores about it (1 MiB messages, 1,000
+    addresses of any length, protocols and signed-record
+    addresses without limit, none per peer in total)       -> :func:`bound_identify_intake`,
+                                                             :func:`trim_identify`
+(w) a DHT provide reaches only the XOR-closest peers,
+    which sybils can occupy                                -> :func:`announce_directly`
 
 Each workaround lives in the submodule of the py-libp2p part it concerns (``logs``,
-``dialing``, ``pubsub``, ``yamux``, ``kad``, ``guard``, ``connections``, ``tcp``); add a new one as a lettered section of the
+``dialing``, ``pubsub``, ``yamux``, ``kad``, ``guard``, ``connections``, ``tcp``, ``identify``); add a new one as a lettered section of the
 module for its part (or a new module), and list it above. Importing this package first
 imports libp2p through (a), so logging is fixed before any other libp2p module loads.
 """
@@ -61,7 +68,8 @@ from overlay.net.libp2p_compat.connections import (
     gate_inbound_connections,
     resource_manager_for,
 )
-from overlay.net.libp2p_compat.kad import ProviderRank, find_providers_early, rank_provider_records
+from overlay.net.libp2p_compat.identify import IdentifyLimits, IdentifyTrim, bound_identify_intake, trim_identify
+from overlay.net.libp2p_compat.kad import ProviderRank, announce_directly, find_providers_early, rank_provider_records
 from overlay.net.libp2p_compat.pubsub import (
     Traffic,
     count_pubsub_traffic,
@@ -83,6 +91,7 @@ __all__ = [
     "import_libp2p",
     "ProviderRank",
     "rank_provider_records",
+    "announce_directly",
     "connection_config",
     "forget_failed_dial",
     "connect_fresh",
@@ -109,4 +118,8 @@ __all__ = [
     "ReceiveLimits",
     "WindowViolation",
     "OnWindowViolation",
+    "bound_identify_intake",
+    "trim_identify",
+    "IdentifyLimits",
+    "IdentifyTrim",
 ]

@@ -1,4 +1,4 @@
-"""Workaround (k): early answers from a DHT provider lookup. See the package docstring."""
+"""Workarounds (k), (s), (w): DHT provider lookups, records and announcements. See the package docstring."""
 from __future__ import annotations
 
 import logging
@@ -13,6 +13,8 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 # or any at all after `patience` seconds, or whatever the store has at `limit`. (24-node
 # real-network run: half the fetches waited the node's full 5 s and got nothing.)
 # ---------------------------------------------------------------------------------------
+
+log = logging.getLogger(__name__)
 
 _POLL = 0.05
 
@@ -63,7 +65,7 @@ async def find_providers_early(dht: Any, key: str, count: int, enough: int, pati
 # Fix: replace the instance's two methods. Each key keeps up to `keep` records; when full, a
 # newcomer evicts the lowest-ranked record only if it ranks higher, or the stalest record
 # of its own rank (so strangers rotate among themselves and never push out a trusted
-# provider). Answers list the best `count` by (rank, freshness). Distrusted providers are not
+# provider). Answers list the best `count` by rank, ties in arrival order. Distrusted providers are not
 # kept. Keys are bounded in total, with a share strangers can never take. Our own records
 # (local provide) always go in. `rank(peer)` is the node's trust in peer (0: stranger), None
 # for a distrusted one; it is asked at every answer, so it follows trust as it changes.
@@ -137,12 +139,57 @@ def rank_provider_records(dht: Any, rank: ProviderRank, *, keep: int = PROVIDERS
             if now - record.timestamp > PROVIDER_RECORD_EXPIRATION_INTERVAL:
                 del records[peer]
             elif s is not None:
-                live.append((s, record.timestamp, record))
+                live.append((s, record))
         if not records:
             store.providers.pop(key, None)
-        live.sort(key=lambda t: (t[0], t[1]), reverse=True)
-        return [_PeerInfo(r.peer_id, r.addresses) for _, _, r in live[:listed]]
+        # Equal ranks keep the order the records came in (a stable sort): a lookup's answer
+        # stays in the order the DHT server ranked it. (Sorting them freshest first put the
+        # server's first choice last: 20 records from one answer differ by microseconds.)
+        live.sort(key=lambda t: t[0], reverse=True)
+        return [_PeerInfo(r.peer_id, r.addresses) for _, r in live[:listed]]
 
     store.add_provider = add_provider
     store.get_providers = get_providers
     store._vouchnet_ranked = True
+
+
+# ---------------------------------------------------------------------------------------
+# (w) [kad_dht/provider_store.py] A provide() reaches only the XOR-closest peers to the key,
+#     which sybils can occupy, and it waits on each of them.
+#
+# Verified: `ProviderStore.provide` (line 207) sends ADD_PROVIDER only to the k peers that
+# `find_closest_peers_network` returns (line 237), up to ALPHA at a time, each stream open
+# waiting up to 10 s. Sybils that pick IDs near a key (or are just many: 40 of them in a
+# 41-peer routing table) can make that set theirs, so the announcement may reach no honest
+# DHT server at all, or only after the node's 5 s DHT deadline has run out on the sybils'
+# stalled streams (seen in the hostile DHT test's logs). Fix: announce first, directly
+# and in parallel, to the peers the node chooses (its connected peers, trusted first), then
+# run py-libp2p's provide as before. `_send_add_provider` (line 275) is the library's own
+# single-peer ADD_PROVIDER.
+# ---------------------------------------------------------------------------------------
+DIRECT_ANNOUNCE = 8  # peers told directly per provide
+
+
+async def announce_directly(dht: Any, peers: "list[ID]", key: bytes, timeout: float) -> int:
+    """Send ADD_PROVIDER for ``key`` to each of ``peers`` (at most DIRECT_ANNOUNCE, in
+    parallel, each within ``timeout``); returns how many were sent (see (w))."""
+    import trio
+
+    store = getattr(dht, "provider_store", None)
+    send = getattr(store, "_send_add_provider", None)
+    if send is None:
+        return 0
+    sent = 0
+
+    async def one(peer: "ID") -> None:
+        nonlocal sent
+        with trio.move_on_after(timeout):
+            try:
+                sent += bool(await send(peer, key))
+            except Exception as exc:  # noqa: BLE001 - one unreachable peer must not stop the others
+                log.debug("direct ADD_PROVIDER to %s failed: %s", peer, exc)
+
+    async with trio.open_nursery() as nursery:
+        for peer in peers[:DIRECT_ANNOUNCE]:
+            nursery.start_soon(one, peer)
+    return sent
