@@ -11,7 +11,7 @@ import trio
 
 from overlay.node import control
 from overlay.node.operations import MAX_ADDRS_SHOWN, handlers, trust_page
-from overlay.node.daemon.paging import DEFAULT_LIMIT, MAX_FIELD_CHARS, MAX_LIMIT, PageRequest, clip, follow, page, page_request
+from overlay.node.paging import DEFAULT_LIMIT, MAX_FIELD_CHARS, MAX_LIMIT, PageRequest, clip, follow, page, page_request
 from trust.errors import VouchnetError
 
 KEYS = [f"k{i:03d}" for i in range(10)]

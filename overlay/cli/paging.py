@@ -7,7 +7,7 @@ from typing import Any, Callable
 import click
 
 from overlay.node import control
-from overlay.node.daemon.paging import MAX_LIMIT, follow
+from overlay.node.paging import MAX_LIMIT, follow
 
 
 def page_options(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -223,7 +223,7 @@ def call(home: Path, req: dict[str, Any], timeout: float = 30.0,
 
 def call_pages(home: Path, req: dict[str, Any], field: str, timeout: float = 30.0) -> list[Any]:
     """Every row of a paged list op (see overlay/node/paging.py), following ``next`` from page to page."""
-    from overlay.node.daemon.paging import MAX_LIMIT, follow
+    from overlay.node.paging import MAX_LIMIT, follow
 
     try:
         return follow(lambda after: call(home, {**req, "limit": req.get("limit") or MAX_LIMIT, "after": after},

@@ -8,7 +8,7 @@ from typing import Any, Awaitable, Callable
 import trio
 
 from overlay.node.fetch import Fetch, dial_named, order_providers, refusal
-from overlay.node.daemon.paging import clip, page, page_request
+from overlay.node.paging import clip, page, page_request
 from overlay.services.policy import PolicyDenied
 from policy import Action
 from trust.errors import VouchnetError

@@ -124,7 +124,7 @@ def test_identify_bloat_is_bounded_and_peers_still_answers(cluster: Cluster, loo
         from overlay.node.control import MAX_RESPONSE_LINE
         from overlay.net.libp2p_compat.identify import IdentifyLimits
         from overlay.node.operations import MAX_ADDRS_SHOWN
-        from overlay.node.daemon.paging import MAX_FIELD_CHARS
+        from overlay.node.paging import MAX_FIELD_CHARS
 
         limits = IdentifyLimits()
         rows, size = peers_json(victim)
