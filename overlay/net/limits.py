@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, Hashable
 
-__all__ = ["ConnectionLimits", "ConnectionGate", "REASONS", "subnet_of"]
+__all__ = ["ConnectionLimits", "ConnectionGate", "REASONS", "check_counts", "subnet_of"]
 
 # Why a connection was refused; also the `reason` label of vouchnet_connections_refused_total.
 REASONS = ("total", "strangers", "per_peer", "per_ip", "per_subnet", "pending")
@@ -38,15 +38,23 @@ class ConnectionLimits:
 
     def check(self, names: dict[str, str] | None = None) -> str | None:
         """None if consistent, else what is wrong (for a ConfigError); ``names``: field -> config key."""
-        n = {f: (names or {}).get(f, f) for f in asdict(self)}
-        for name, value in asdict(self).items():
-            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65536:
-                return f"{n[name]} must be an integer from 1 to 65536"
-        if self.strangers > self.total:
-            return f"{n['strangers']} must not exceed {n['total']} (the rest is reserved for trusted peers)"
-        if self.per_ip > self.per_subnet:
-            return f"{n['per_ip']} must not exceed {n['per_subnet']}"
-        return None
+        problem = check_counts(self, names)
+        if problem is None and self.per_ip > self.per_subnet:
+            n = names or {}
+            problem = f"{n.get('per_ip', 'per_ip')} must not exceed {n.get('per_subnet', 'per_subnet')}"
+        return problem
+
+
+def check_counts(limits: Any, names: dict[str, str] | None = None) -> str | None:
+    """Every field of the ``limits`` dataclass an integer from 1 to 65536, and its ``strangers``
+    share not above its ``total`` (the rest is what trusted peers keep); else what is wrong."""
+    n = {f: (names or {}).get(f, f) for f in asdict(limits)}
+    for name, value in asdict(limits).items():
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65536:
+            return f"{n[name]} must be an integer from 1 to 65536"
+    if limits.strangers > limits.total:
+        return f"{n['strangers']} must not exceed {n['total']} (the rest is reserved for trusted peers)"
+    return None
 
 
 def subnet_of(ip: str) -> str:

@@ -14,6 +14,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from overlay.net.limits import check_counts
+
 __all__ = ["StreamLimits", "StreamGate", "Ticket", "STREAM_REASONS"]
 
 # Why a stream was refused; also the `reason` label of vouchnet_streams_refused_total.
@@ -31,13 +33,7 @@ class StreamLimits:
 
     def check(self, names: dict[str, str] | None = None) -> str | None:
         """None if consistent, else what is wrong (for a ConfigError); ``names``: field -> config key."""
-        n = {f: (names or {}).get(f, f) for f in asdict(self)}
-        for name, value in asdict(self).items():
-            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65536:
-                return f"{n[name]} must be an integer from 1 to 65536"
-        if self.strangers > self.total:
-            return f"{n['strangers']} must not exceed {n['total']} (the rest is reserved for trusted peers)"
-        return None
+        return check_counts(self, names)
 
 
 @dataclass
