@@ -7,7 +7,7 @@ Per honest peer (`SimNode`):
   failing its proof, content rated good/bad, chunks served), local trust is
   `trust.local_trust` through `_Replay.local`, and attestations are signed with the peer's
   Ed25519 key (`trust.attestation.sign_attestation`; `SimReputation.issue` produces the same
-  bytes as `Reputation.issue_attestations`, which tests/test_sim.py checks);
+  bytes as `Reputation.issue_attestations`, which tests/overlay/sim/test_sim.py checks);
 - `overlay.services.reputation.ReputationService`'s own `rank`, `distrusted` and (for full
   nodes) `_refresh_distrust`: the node's distrust rule and provider order;
 - `overlay.services.policy.PolicyService` with the policy below: `choose_providers` is the
@@ -20,7 +20,7 @@ peer's personalised vector is that engine's `compute` with the peer as its ancho
 difference from `_Replay.global_` is the peer's own row, which here is its latest attestation
 (its local trust rounded to millionths, re-issued when an entry moves by 0.1%) rather than the
 exact local trust. The distrust rule is `ReputationService._refresh_distrust` evaluated with
-numpy over the same attestations (`fast_distrust`). tests/test_sim.py rebuilds peers of a
+numpy over the same attestations (`fast_distrust`). tests/overlay/sim/test_sim.py rebuilds peers of a
 simulated network with the node's own code and checks that both shortcuts give the same
 local trust, the same distrusted set and global trust within 1% (L1).
 
@@ -144,7 +144,7 @@ class SimReputation(Reputation):
         prev = self.state.received.get(key)
         idx = self.ledger.append("attestation-received", {})
         # What _Replay.apply("attestation-received", ...) does, minus decoding the record again
-        # (tests/test_sim.py checks that both leave the same state).
+        # (tests/overlay/sim/test_sim.py checks that both leave the same state).
         self.state.received[key] = ReceivedAttestation(att, envelope, idx)
         self.state.changed_issuers.add(att.issuer)
         return ("replaced" if prev else "accepted"), None

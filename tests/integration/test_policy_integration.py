@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.nodes import Cluster, NodeProc, wait_for
-from tests.test_integration import add_node, fetch, prepare_home
+from tests.integration.test_integration import add_node, fetch, prepare_home
 from trust.ledger import Ledger
 
 pytestmark = pytest.mark.network

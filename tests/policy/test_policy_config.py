@@ -16,7 +16,7 @@ from policy.rules import BUILTIN_RULES, COMMON_FIELDS
 from trust.errors import ConfigError
 from trust.peerid import peer_id_from_public_key
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "policies"
 PEERS = [peer_id_from_public_key(bytes([i]) * 32) for i in range(1, 9)]
 A, B, C, D, E = PEERS[:5]

@@ -14,7 +14,7 @@ from policy import (ENTRY_POINT_GROUP, Action, Context, Decision, GuardedRule, P
 from policy.rules import AllowAll, DenyPeers
 from trust.peerid import peer_id_from_public_key
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_PLUGINS = REPO / "examples" / "plugins"
 A, B = (peer_id_from_public_key(bytes([i]) * 32) for i in (1, 2))
 ALLOW, DENY, LIMIT = Verdict.ALLOW, Verdict.DENY, Verdict.LIMIT

@@ -14,7 +14,7 @@ import pytest
 
 from tests.adversary import clone_content
 from tests.nodes import Cluster, wait_for as _wait_for
-from tests.test_integration import add_adversary, add_node, bootstrap_args, fetch, prepare_home
+from tests.integration.test_integration import add_adversary, add_node, bootstrap_args, fetch, prepare_home
 
 pytestmark = pytest.mark.network
 
@@ -115,7 +115,7 @@ def test_attestations_and_heads_the_policy_refuses_are_not_relayed(tmp_path):
     from overlay.net.host import running_host
     from overlay.services.policy import PolicyService
     from overlay.services.reputation import ReputationService
-    from tests.test_gossip import IDENT, SEEDS, att, start_node, wait_until
+    from tests.overlay.net.test_gossip import IDENT, SEEDS, att, start_node, wait_until
     from trust.attestation import Attestation, check_equivocation, sign_tree_head
     from libp2p.peer.peerinfo import info_from_p2p_addr
 

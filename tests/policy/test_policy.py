@@ -18,7 +18,7 @@ from policy.rules import (AllowAddrs, AllowAll, AllowPeers, Anchors, BuiltinRule
 from trust.errors import ConfigError
 from trust.peerid import peer_id_from_public_key
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PEERS = [peer_id_from_public_key(bytes([i]) * 32) for i in range(1, 9)]
 A, B, C, D = PEERS[:4]
 ALLOW, DENY, LIMIT = Verdict.ALLOW, Verdict.DENY, Verdict.LIMIT

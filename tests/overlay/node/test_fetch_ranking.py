@@ -1,7 +1,7 @@
 """Which providers a fetch asks, in what order, and what it does with ones the local policy
 refuses, without a network: overlay.node.fetch.order_providers, Fetch._choose with a real
 PolicyService, and the node's fetch API (overlay/node/operations.py) on a fake node.
-The end-to-end check with real nodes is tests/test_integration.py::test_refused_provider_is_skipped."""
+The end-to-end check with real nodes is tests/integration/test_integration.py::test_refused_provider_is_skipped."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,7 +14,7 @@ import trio
 from overlay.node import operations as node_control
 from overlay.node.fetch import Fetch, FetchResult, order_providers
 from overlay.services.policy import PolicyDenied, PolicyService
-from tests.test_policy_node import FakeRep
+from tests.overlay.services.test_policy_node import FakeRep
 from trust.identity import Identity
 from trust.manifest import content_id_from_digest
 

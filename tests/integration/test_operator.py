@@ -7,7 +7,7 @@ import urllib.request
 import pytest
 
 from tests.nodes import Cluster, start_node
-from tests.test_integration import add_node, fetch, prepare_home
+from tests.integration.test_integration import add_node, fetch, prepare_home
 
 pytestmark = pytest.mark.network
 

@@ -414,7 +414,7 @@ def test_error_messages_are_precise():
 
 # --- public vectors (transparency-dev/merkle testdata) -----------------------------------------
 
-VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "vectors" / "rfc6962"
+VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "vectors" / "rfc6962"
 
 
 def _vector_files(kind: str) -> list[Path]:

@@ -298,7 +298,7 @@ def test_refused_provider_is_skipped_not_fatal(net: Net, tmp_path: Path):
     """C's local policy refuses M on every action (so the dial to M is refused) and H as a
     provider (choose_provider only); M holds the content too. `fetch --from M --from H --from P`
     skips both, reports each with its rule, and completes from P; `fetch --from M` alone fails
-    with an error naming M and the rule. Unit tests: tests/test_fetch_ranking.py."""
+    with an error naming M and the rule. Unit tests: tests/overlay/node/test_fetch_ranking.py."""
     from overlay.node import control
     t0 = time.monotonic()
     with Cluster(tmp_path) as cluster:
