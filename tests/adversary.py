@@ -48,9 +48,8 @@ from overlay.config import load_config
 from overlay.home import Home
 from overlay.lab.localnet import clone_content  # noqa: F401  (re-exported for the tests)
 from overlay.node.daemon import Node, write_ready_line
-from overlay.wire.streams import receive, send, send_payload
+from overlay.wire.streams import send, send_payload
 from trust import encoding, keyfile
-from trust.errors import DecodeError
 from trust.manifest import Manifest, content_id_from_digest
 from trust.signing import seal
 
@@ -63,7 +62,7 @@ DEFAULT_PARTIAL = 96
 
 
 class AdversaryNode(Node):
-    """A Node whose ``_serve_one`` lies according to ``mode`` (see the module docstring)."""
+    """A Node whose ``_answer`` lies according to ``mode`` (see the module docstring)."""
 
     def __init__(self, *args, mode: str, partial: int = DEFAULT_PARTIAL, **kwargs):
         if mode not in MODES:
@@ -101,16 +100,10 @@ class AdversaryNode(Node):
                 except Exception as exc:  # no mesh yet: the next tick lies again
                     log.debug("could not publish: %s", exc)
 
-    async def _serve_one(self, stream, peer: str) -> str:
+    async def _answer(self, stream, peer: str, request) -> str:
+        """Called by Node._serve once the whole request has arrived and a serving slot is held."""
         if self.mode == "equivocate":
-            return await super()._serve_one(stream, peer)
-        try:
-            payload = await receive(stream, 10.0, limit=protocol.MAX_REQUEST)
-            if payload is None:
-                return "empty"
-            request = protocol.ServerExchange().receive_request(payload)
-        except DecodeError:
-            return "invalid"
+            return await super()._answer(stream, peer, request)
         log.info("adversary (%s) got %s from %s", self.mode, type(request).__name__, peer)
         if self.mode == "oversized":
             await stream.write(struct.pack(">I", protocol.MAX_MESSAGE + 1) + os.urandom(4096))

@@ -23,7 +23,7 @@ from rich.console import Console
 
 console = Console(width=110)
 OUT = Path("demo-out").resolve()
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # the checkout: overlay/lab/ is two below it
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "110"}
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # the checkout: overlay/lab/ is two below it
 START_TIMEOUT = 20.0
 LISTEN = "/ip4/127.0.0.1/tcp/0"
 

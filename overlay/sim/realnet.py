@@ -759,7 +759,8 @@ def _scrape(port: int) -> dict[str, float]:
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            if s.name.startswith("vouchnet_gossip_") and s.name.endswith("_total"):
+            # traffic counters only (by direction); vouchnet_gossip_dropped_total is by reason
+            if s.name.startswith("vouchnet_gossip_") and s.name.endswith("_total") and "direction" in s.labels:
                 out[f"{s.name[len('vouchnet_gossip_'):-len('_total')]}_{s.labels['direction']}"] = s.value
     return out
 
