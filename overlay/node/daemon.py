@@ -22,7 +22,7 @@ from overlay.home import Home
 from overlay.net.host import parse_peer_multiaddr, running_host
 from overlay.wire.framing import FrameWriter
 from overlay.net.local_discovery import LocalDiscovery
-from overlay.net.libp2p_compat import (WRITE_SIZE, announce_directly, WindowViolation, connect_fresh, connection_config_for,
+from overlay.net.libp2p_compat import (WRITE_SIZE, announce_directly, ask_directly, WindowViolation, connect_fresh, connection_config_for,
                                    find_providers_early, forget_failed_dial, gate_inbound_connections,
                                    rank_provider_records, resource_manager_for, whole_frames)
 from overlay.net.limits import ConnectionGate
@@ -254,11 +254,16 @@ class Node:
     async def find_providers(self, cid: str) -> list[PeerInfo]:
         if self.dht is None:
             return []
-        # Stop early once enough holders are known (libp2p_compat (k)): the lookup itself only
+        key = dht_key(parse_cid(cid))
+        # Our connected peers first, trusted first, asked every time (libp2p_compat (w)); then
+        # the lookup, stopped early once enough holders are known (libp2p_compat (k)): it only
         # returns after searching the whole network, and loses everything on a timeout.
-        found: list[PeerInfo] = await find_providers_early(
-            self.dht, dht_key(parse_cid(cid)), 20, enough=self.config.max_providers,
-            patience=DHT_PATIENCE, limit=self.limits.dht_timeout)
+        peers = sorted(self.host.get_connected_peers(), key=lambda p: not self.trusted_peer(str(p)))
+        found: list[PeerInfo] = await ask_directly(self.dht, peers, bytes.fromhex(key), self.limits.dht_timeout / 2)
+        if len({str(i.peer_id) for i in found} - {self.peer_id}) < self.config.max_providers:
+            found += await find_providers_early(
+                self.dht, key, 20, enough=self.config.max_providers,
+                patience=DHT_PATIENCE, limit=self.limits.dht_timeout)
         unique: dict[str, PeerInfo] = {}
         for info in found:  # py-libp2p returns duplicates
             if str(info.peer_id) != self.peer_id:

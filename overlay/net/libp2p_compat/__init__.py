@@ -43,7 +43,9 @@ Workarounds:
     addresses without limit, none per peer in total)       -> :func:`bound_identify_intake`,
                                                              :func:`trim_identify`
 (w) a DHT provide reaches only the XOR-closest peers,
-    which sybils can occupy                                -> :func:`announce_directly`
+    which sybils can occupy, and a lookup asks no one once
+    the local store holds any record for the key           -> :func:`announce_directly`,
+                                                             :func:`ask_directly`
 
 Each workaround lives in the submodule of the py-libp2p part it concerns (``logs``,
 ``dialing``, ``pubsub``, ``yamux``, ``kad``, ``guard``, ``connections``, ``tcp``, ``identify``); add a new one as a lettered section of the
@@ -69,7 +71,7 @@ from overlay.net.libp2p_compat.connections import (
     resource_manager_for,
 )
 from overlay.net.libp2p_compat.identify import IdentifyLimits, IdentifyTrim, bound_identify_intake, trim_identify
-from overlay.net.libp2p_compat.kad import ProviderRank, announce_directly, find_providers_early, rank_provider_records
+from overlay.net.libp2p_compat.kad import ProviderRank, announce_directly, ask_directly, find_providers_early, rank_provider_records
 from overlay.net.libp2p_compat.pubsub import (
     Traffic,
     count_pubsub_traffic,
@@ -92,6 +94,7 @@ __all__ = [
     "ProviderRank",
     "rank_provider_records",
     "announce_directly",
+    "ask_directly",
     "connection_config",
     "forget_failed_dial",
     "connect_fresh",

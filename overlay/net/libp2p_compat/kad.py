@@ -193,3 +193,36 @@ async def announce_directly(dht: Any, peers: "list[ID]", key: bytes, timeout: fl
         for peer in peers[:DIRECT_ANNOUNCE]:
             nursery.start_soon(one, peer)
     return sent
+
+
+async def ask_directly(dht: Any, peers: "list[ID]", key: bytes, timeout: float) -> "list[PeerInfo]":
+    """GET_PROVIDERS for ``key`` to each of ``peers`` (at most DIRECT_ANNOUNCE, in parallel,
+    each within ``timeout``): their answers in the order of ``peers``, each in the order it came.
+
+    The other half of (w). py-libp2p's `ProviderStore.find_providers` (line 371) answers from
+    the local store alone whenever it holds any record for the key, so a node whose first
+    lookup came back with sybils only asked no one again (the hostile DHT test saw a newcomer
+    retry for 120 s while its DHT server listed the trusted mirror first). The peers we are
+    connected to are asked every time; `_get_providers_from_peer_with_closers` (line 461) is
+    the library's own single-peer query."""
+    import trio
+
+    store = getattr(dht, "provider_store", None)
+    query = getattr(store, "_get_providers_from_peer_with_closers", None)
+    if query is None:
+        return []
+    chosen = peers[:DIRECT_ANNOUNCE]
+    answers: list[list[Any]] = [[] for _ in chosen]
+
+    async def one(i: int, peer: "ID") -> None:
+        with trio.move_on_after(timeout):
+            try:
+                providers, _closer = await query(peer, key)
+                answers[i] = list(providers or [])[:PROVIDERS_LISTED]
+            except Exception as exc:  # noqa: BLE001 - one peer failing must not stop the others
+                log.debug("direct GET_PROVIDERS to %s failed: %s", peer, exc)
+
+    async with trio.open_nursery() as nursery:
+        for i, peer in enumerate(chosen):
+            nursery.start_soon(one, i, peer)
+    return [info for answer in answers for info in answer]

@@ -69,3 +69,26 @@ def test_a_lookup_that_ends_returns_its_answer_at_once():
     dht = dht_finding([], total=0.5)
     got, took = run(dht, enough=4, patience=1.0, limit=5.0)
     assert got == [] and took < 0.6
+
+
+def test_ask_directly_keeps_the_peers_order_and_survives_a_failing_one():
+    """libp2p_compat (w): connected peers are asked every time (py-libp2p asks no one once its
+    local store holds any record of the key); answers in the order the peers were given."""
+    from overlay.net.libp2p_compat import ask_directly
+
+    async def query(peer: str, key: bytes):
+        if peer == "slow":
+            await trio.sleep(60)
+        if peer == "broken":
+            raise ConnectionResetError("reset")
+        return [f"{peer}-1", f"{peer}-2"], []
+
+    dht = SimpleNamespace(provider_store=SimpleNamespace(_get_providers_from_peer_with_closers=query))
+
+    async def main():
+        t0 = trio.current_time()
+        got = await ask_directly(dht, ["trusted", "slow", "broken", "other"], b"k", timeout=2.0)
+        return got, trio.current_time() - t0
+
+    got, took = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert got == ["trusted-1", "trusted-2", "other-1", "other-2"] and took == 2.0
