@@ -19,6 +19,8 @@ __all__ = [
     "CompactRange",
     "tree_root_of_bytes",
     "MerkleTree",
+    "pair_level",
+    "grow_levels",
     "root_from_inclusion_proof",
     "verify_inclusion",
     "verify_consistency",
@@ -93,7 +95,7 @@ def _check_leaf_hashes(leaf_hashes: object) -> list[bytes]:
 # --- building ----------------------------------------------------------------------------------
 
 
-def _pair_level(level: list[bytes]) -> list[bytes]:
+def pair_level(level: list[bytes]) -> list[bytes]:
     """Hashes of adjacent pairs; an odd last item is dropped (the caller carries it)."""
     it = iter(level)
     prefix = _NODE_PREFIX
@@ -108,6 +110,27 @@ def _pair_level(level: list[bytes]) -> list[bytes]:
     return out
 
 
+def grow_levels(levels: list[list[bytes]]) -> None:
+    """Add the nodes that leaves appended to levels[0] completed: one pass per level.
+
+    levels[k][i] is the hash of the perfect subtree over leaves [i*2^k, (i+1)*2^k), as
+    `MerkleTree` keeps them; a level already as long as its lower level allows ends the walk."""
+    k = 0
+    while True:
+        below = levels[k]
+        want = len(below) >> 1
+        if want == 0:
+            break
+        if k + 1 == len(levels):
+            levels.append([])
+        above = levels[k + 1]
+        have = len(above)
+        if have == want:
+            break
+        above.extend(pair_level(below[2 * have:2 * want]))
+        k += 1
+
+
 def root(leaf_hashes: Sequence[bytes]) -> bytes:
     """MTH over already leaf-hashed entries; EMPTY_ROOT for none."""
     level = _check_leaf_hashes(leaf_hashes)
@@ -116,7 +139,7 @@ def root(leaf_hashes: Sequence[bytes]) -> bytes:
     # Pairing level by level and promoting an odd last node unchanged gives exactly the
     # RFC tree, whose left subtrees are always perfect.
     while len(level) > 1:
-        paired = _pair_level(level)
+        paired = pair_level(level)
         if len(level) & 1:
             paired.append(level[-1])
         level = paired
@@ -204,8 +227,28 @@ class MerkleTree:
         level = _check_leaf_hashes(leaf_hashes)
         self._levels: list[list[bytes]] = [level]
         while len(level) > 1:
-            level = _pair_level(level)
+            level = pair_level(level)
             self._levels.append(level)
+
+    @classmethod
+    def from_levels(cls, levels: list[list[bytes]]) -> "MerkleTree":
+        """A tree over levels[0] that takes over levels (see `grow_levels`) as its own, without
+        rehashing; if they are not exactly every complete level, it is rebuilt from levels[0]."""
+        n = len(levels[0])
+        if all(len(lv) == n >> k for k, lv in enumerate(levels)) and (n <= 1 or len(levels[-1]) == 1):
+            tree = cls.__new__(cls)
+            tree._levels = levels
+            return tree
+        return cls(levels[0])
+
+    def extend(self, leaf_hashes: list[bytes]) -> None:
+        """Append many leaf hashes at once: one pass per level instead of a walk per leaf."""
+        if len(leaf_hashes) < 8:
+            for h in leaf_hashes:
+                self.append(h)
+            return
+        self._levels[0].extend(leaf_hashes)
+        grow_levels(self._levels)
 
     @property
     def size(self) -> int:

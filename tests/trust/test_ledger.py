@@ -249,8 +249,8 @@ def _in_regex_scope(body: dict) -> bool:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])  # each compiles a regex
 @given(st.lists(_flat_bodies, min_size=1, max_size=6), st.data())
 def test_body_regex_accepts_only_what_decode_body_accepts(bodies, data):
-    from trust.ledger import _Shapes
-    shapes = _Shapes()
+    from trust.ledger.codec import Shapes
+    shapes = Shapes()
     enc = [encode_body(b) for b in bodies]
     for e in enc:
         shapes.learn("k", decode_body(e))  # keys in canonical order, as the audit learns them
@@ -279,8 +279,8 @@ def test_body_regex_accepts_only_what_decode_body_accepts(bodies, data):
 
 
 def test_body_regex_refuses_every_non_canonical_form():
-    from trust.ledger import _Shapes
-    shapes = _Shapes()
+    from trust.ledger.codec import Shapes
+    shapes = Shapes()
     good = {"a": 1, "b": "text", "c": b"\x00\xff", "d": None, "e": True, "f": -300, "g": 1 << 40}
     shapes.learn("k", good)
     ok = encode_body(good)
@@ -339,8 +339,9 @@ def _tamper_one_kind_ledger(path: Path) -> set[str]:
 
 
 def test_audit_of_one_kind_checks_bodies_without_decoding_them(tmp_path, me, monkeypatch):
-    import trust.ledger as mod
-    monkeypatch.setattr(mod, "_shapes", mod._Shapes())
+    import trust.ledger.codec as codec
+    import trust.ledger.scan as mod
+    monkeypatch.setattr(mod, "_shapes", codec.Shapes())
     decoded = []
     real = mod.decode_body
     monkeypatch.setattr(mod, "decode_body", lambda data: decoded.append(data) or real(data))
@@ -363,7 +364,7 @@ def test_audit_of_one_kind_checks_bodies_without_decoding_them(tmp_path, me, mon
 
 
 def test_audit_of_one_kind_in_worker_processes_names_tampered_entries(tmp_path, me, monkeypatch):
-    import trust.ledger as mod
+    import trust.ledger.audit as mod
     monkeypatch.setattr(mod, "PARALLEL_ROWS", 10)
     monkeypatch.setattr(mod, "CHUNK", 1024)
     path = tmp_path / "l.db"
@@ -515,11 +516,12 @@ def test_audit_passes_on_a_healthy_ledger(healthy, me):
 
 
 def test_audit_parallel_path_matches(healthy, me, monkeypatch):
-    import trust.ledger as mod
+    import trust.ledger.audit as mod
+    import trust.ledger.scan as scan_mod
     monkeypatch.setattr(mod, "PARALLEL_ROWS", 10)
     monkeypatch.setattr(mod, "PARALLEL_SIGNATURES", 2)
     monkeypatch.setattr(mod, "CHUNK", 8)
-    monkeypatch.setattr(mod, "SUB", 4)
+    monkeypatch.setattr(scan_mod, "SUB", 4)
     pools = []
 
     class CountingPool(mod.ProcessPoolExecutor):
@@ -538,7 +540,7 @@ def test_audit_parallel_path_matches(healthy, me, monkeypatch):
 
 
 def test_audit_goes_on_alone_without_a_core_to_spare(healthy, monkeypatch):
-    import trust.ledger as mod
+    import trust.ledger.audit as mod
     from concurrent.futures import Future
 
     class Pending(Future):  # a helper's task: runs only when its result is asked for
@@ -568,7 +570,7 @@ def test_audit_goes_on_alone_without_a_core_to_spare(healthy, monkeypatch):
             monkeypatch.setattr(mod.time, "process_time", lambda: 0.0)
         led = Ledger(healthy, readonly=True)
         try:
-            run = mod._Audit(led, 2, None, 0.0)._spread(lambda i: ("helper", i), lambda i: ("here", i),
+            run = mod.Audit(led, led._db, 2, None, 0.0)._spread(lambda i: ("helper", i), lambda i: ("here", i),
                                                          [(i,) for i in range(10)])
             assert list(run) == [("helper", i) for i in range(remote)] + [("here", i) for i in range(remote, 10)]
         finally:
@@ -906,7 +908,7 @@ def test_background_checkpoints_move_the_wal_copy_off_the_writers(tmp_path, me, 
     """With background_checkpoints, commits never checkpoint (SQLite's auto-checkpoint fsyncs on
     whichever commit fills the WAL); checkpoint() does, when due; a writer does it itself only
     when nobody did for MAX_UNCHECKPOINTED commits."""
-    import trust.ledger as ledger_mod
+    import trust.ledger.log as ledger_mod
 
     path = tmp_path / "l.db"
     led = Ledger(path, me, background_checkpoints=True)

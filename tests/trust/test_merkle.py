@@ -494,3 +494,18 @@ def test_vector_happy_paths_are_what_we_generate():
             assert tree.consistency_proof(v["size1"], v["size2"]) == _b64_list(v["proof"])
         checked += 1
     assert checked > 0
+
+
+def test_level_helpers_build_the_same_tree_as_appending():
+    from trust.merkle import grow_levels, pair_level
+    leaves = [leaf_hash(bytes([i])) for i in range(37)]
+    levels = [leaves[:]]
+    grow_levels(levels)
+    assert MerkleTree.from_levels(levels).root() == MerkleTree(leaves).root()
+    assert pair_level(leaves[:3]) == [node_hash(leaves[0], leaves[1])]
+    tree = MerkleTree(leaves[:5])
+    tree.extend(leaves[5:])  # many at once
+    tree.extend([])          # few: one by one
+    assert tree.root() == MerkleTree(leaves).root() and tree.consistency_proof(5) == MerkleTree(leaves).consistency_proof(5)
+    # levels that are not every complete level: rebuilt from the leaves
+    assert MerkleTree.from_levels([leaves[:]]).root() == MerkleTree(leaves).root()
