@@ -62,20 +62,17 @@ def trim_identify(msg: Any, limits: IdentifyLimits) -> dict[str, int]:
         if n > 0:
             dropped[field] = dropped.get(field, 0) + n
 
-    addrs = list(msg.listen_addrs)
-    fit = [a for a in addrs if len(a) <= limits.max_addr_bytes]
-    note("addr_length", len(addrs) - len(fit))
-    note("listen_addrs", max(0, len(fit) - limits.max_addrs))
-    if len(fit) != len(addrs) or len(fit) > limits.max_addrs:
-        del msg.listen_addrs[:]
-        msg.listen_addrs.extend(fit[:limits.max_addrs])
-    protos = list(msg.protocols)
-    fit_p = [p for p in protos if len(p) <= limits.max_protocol_len]
-    note("protocol_length", len(protos) - len(fit_p))
-    note("protocols", max(0, len(fit_p) - limits.max_protocols))
-    if len(fit_p) != len(protos) or len(fit_p) > limits.max_protocols:
-        del msg.protocols[:]
-        msg.protocols.extend(fit_p[:limits.max_protocols])
+    def trim(repeated: Any, max_len: int, max_count: int, length_key: str, count_key: str) -> None:
+        items = list(repeated)
+        fit = [x for x in items if len(x) <= max_len]
+        note(length_key, len(items) - len(fit))
+        note(count_key, max(0, len(fit) - max_count))
+        if len(fit) != len(items) or len(fit) > max_count:
+            del repeated[:]
+            repeated.extend(fit[:max_count])
+
+    trim(msg.listen_addrs, limits.max_addr_bytes, limits.max_addrs, "addr_length", "listen_addrs")
+    trim(msg.protocols, limits.max_protocol_len, limits.max_protocols, "protocol_length", "protocols")
     for field in ("agent_version", "protocol_version"):
         if msg.HasField(field) and len(getattr(msg, field)) > limits.max_version_len:
             setattr(msg, field, getattr(msg, field)[:limits.max_version_len])
